@@ -1,0 +1,101 @@
+# ssecfs -- build, test and demo targets.
+#
+#   make deps    install system packages (apt, as root, only what is missing) and
+#                create .venv with the project installed in editable mode + test extras
+#   make test    deps, then the whole pytest suite (unit + e2e against Ceph RGW and SeaweedFS)
+#   make unit    deps, then the unit tests only
+#   make demo    deps, then scripts/demo.sh
+#   make clean   stop test servers left under .state/, remove .venv and build droppings
+#
+# Everything is idempotent: a second `make deps` with nothing missing takes well under a second.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := test
+.DELETE_ON_ERROR:
+
+PYTHON ?= python3
+VENV   := .venv
+VPY    := $(VENV)/bin/python
+# stamp: .venv built and `pip install -e .[test]` done for this pyproject.toml
+VENV_STAMP := $(VENV)/.ssecfs-deps
+PYTEST_ARGS ?=
+
+# Debian 12 packages: FUSE + build deps for pyfuse3 (compiled from source), the Ceph
+# daemons for the local RGW test server, and tools the scripts use.
+APT_PKGS := fuse3 libfuse3-dev pkg-config gcc \
+	ceph-mon ceph-osd radosgw ceph-common \
+	openssl curl uuid-runtime rsync git tar ca-certificates systemd
+
+export DEBIAN_FRONTEND := noninteractive
+
+.PHONY: all deps apt test unit e2e demo clean
+
+all: test
+
+deps: apt $(VENV_STAMP)
+
+# Install only what is missing; `apt-get update` only when something has to be installed.
+# python3-venv / python3-dev are added only when the python3 on PATH lacks venv/ensurepip
+# or its C headers (pyfuse3 compiles from source).
+apt:
+	@missing=""; \
+	for p in $(APT_PKGS); do \
+	  dpkg-query -W -f='$${Status}' "$$p" 2>/dev/null | grep -q '^install ok installed$$' \
+	    || missing="$$missing $$p"; \
+	done; \
+	if ! command -v $(PYTHON) >/dev/null 2>&1; then \
+	  missing="$$missing python3 python3-venv python3-dev"; \
+	else \
+	  $(PYTHON) -c 'import venv, ensurepip' >/dev/null 2>&1 || missing="$$missing python3-venv"; \
+	  inc=$$($(PYTHON) -c 'import sysconfig; print(sysconfig.get_paths()["include"])'); \
+	  [[ -f "$$inc/Python.h" ]] || missing="$$missing python3-dev"; \
+	fi; \
+	if [[ -n "$$missing" ]]; then \
+	  sudo=""; \
+	  if [[ $$(id -u) != 0 ]]; then \
+	    command -v sudo >/dev/null 2>&1 || { echo "make deps: need root to install:$$missing" >&2; exit 1; }; \
+	    sudo="sudo -E"; \
+	  fi; \
+	  echo "make deps: apt-get install$$missing"; \
+	  $$sudo apt-get update -q; \
+	  $$sudo apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+
+$(VENV_STAMP): pyproject.toml
+	@if [[ ! -x $(VPY) ]] || ! $(VPY) -c 'import sys; sys.exit(sys.version_info < (3, 11))' >/dev/null 2>&1; then \
+	  echo "make deps: creating $(VENV) with $$(command -v $(PYTHON))"; \
+	  rm -rf $(VENV); \
+	  $(PYTHON) -m venv $(VENV); \
+	fi
+	$(VPY) -m pip install -q --upgrade pip setuptools wheel
+	$(VPY) -m pip install -q -e '.[test]'
+	@touch $@
+
+# pytest exit code 5 means "no tests collected": treat it as a failure, never as success.
+define run_pytest
+	@set +e; $(VPY) -m pytest -ra $(PYTEST_ARGS) $(1); rc=$$?; set -e; \
+	if [[ $$rc == 5 ]]; then echo "make: FAILED: pytest collected no tests in $(1)" >&2; exit 1; fi; \
+	exit $$rc
+endef
+
+test: deps
+	$(call run_pytest,tests)
+
+unit: deps
+	$(call run_pytest,tests/unit)
+
+e2e: deps
+	$(call run_pytest,tests/e2e)
+
+demo: deps
+	bash scripts/demo.sh
+
+clean:
+	@if [[ -x $(VPY) && -d .state ]]; then \
+	  for d in .state/*/; do \
+	    [[ -f "$$d/server.json" ]] && $(VPY) -m tests.servers stop "$$d" || true; \
+	  done; \
+	fi
+	rm -rf $(VENV) .state .pytest_cache build dist *.egg-info
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

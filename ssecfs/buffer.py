@@ -1,0 +1,154 @@
+"""FileBuffer: the local, not yet uploaded content of one file.
+
+Model: the file is `size` bytes. Its first `base_size` bytes are those of the object already
+in the bucket (the "base"), except for pages held locally; bytes past `base_size` that no page
+holds are zeros. Pages are PAGE bytes (the last one may be shorter) and live in memory up to
+`memory_limit` bytes; beyond that the oldest pages go to the encrypted `SpillFile`.
+Remote bytes are asked for through an async `fetch(ByteRange) -> bytes` that the caller gives,
+so this module does no network I/O itself.
+
+Rule: a page's bytes past the file size are never stale (truncation cuts the page), so growing
+the file again shows zeros.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from .ranges import ByteRange
+from .spill import SpillFile
+
+PAGE = 1024 * 1024
+Fetch = Callable[[ByteRange], Awaitable[bytes]]
+
+
+class FileBuffer:
+    def __init__(self, base_size: int, spill: SpillFile, memory_limit: int) -> None:
+        self.base_size = base_size
+        self.size = base_size
+        self._spill = spill
+        self._memory_limit = max(memory_limit, PAGE)
+        self._mem: dict[int, bytearray] = {}
+        self._spilled: dict[int, int] = {}  # page index -> spill slot
+
+    # ------------------------------------------------------------ page store
+    def _has(self, idx: int) -> bool:
+        return idx in self._mem or idx in self._spilled
+
+    def _get(self, idx: int) -> bytearray:
+        page = self._mem.get(idx)
+        if page is not None:
+            return page
+        return self._spill.load(self._spilled[idx])
+
+    def _put(self, idx: int, page: bytearray) -> None:
+        slot = self._spilled.pop(idx, None)
+        if slot is not None:
+            self._spill.free(slot)
+        self._mem[idx] = page
+        while len(self._mem) * PAGE > self._memory_limit and len(self._mem) > 1:
+            victim = min(i for i in self._mem if i != idx)
+            self._spilled[victim] = self._spill.store(self._mem.pop(victim))
+
+    def _drop(self, idx: int) -> None:
+        self._mem.pop(idx, None)
+        slot = self._spilled.pop(idx, None)
+        if slot is not None:
+            self._spill.free(slot)
+
+    @property
+    def memory_bytes(self) -> int:
+        return sum(len(p) for p in self._mem.values())
+
+    @property
+    def spilled_pages(self) -> int:
+        return len(self._spilled)
+
+    def clean_ranges(self) -> list[ByteRange]:
+        """Ranges that still equal the base object (no local page over them)."""
+        limit = min(self.base_size, self.size)
+        out: list[ByteRange] = []
+        start: int | None = None
+        for idx in range(-(-limit // PAGE)):
+            if not self._has(idx):
+                if start is None:
+                    start = idx * PAGE
+            elif start is not None:
+                out.append(ByteRange(start, idx * PAGE))
+                start = None
+        if start is not None:
+            out.append(ByteRange(start, limit))
+        return out
+
+    # ------------------------------------------------------------ file operations
+    async def _load_page(self, idx: int, fetch: Fetch) -> bytearray:
+        if self._has(idx):
+            return self._get(idx)
+        start = idx * PAGE
+        remote_end = min(start + PAGE, self.base_size, self.size)
+        if remote_end > start:
+            return bytearray(await fetch(ByteRange(start, remote_end)))
+        return bytearray()
+
+    async def write(self, offset: int, data: bytes | memoryview, fetch: Fetch) -> None:
+        view = memoryview(data)
+        pos = offset
+        while view:
+            idx, within = divmod(pos, PAGE)
+            n = min(PAGE - within, len(view))
+            if within == 0 and n == PAGE:
+                page = bytearray(view[:n])  # a whole page: nothing to keep from before
+            else:
+                page = await self._load_page(idx, fetch)
+                if len(page) < within:
+                    page.extend(bytes(within - len(page)))
+                page[within : within + n] = view[:n]
+            self._put(idx, page)
+            view = view[n:]
+            pos += n
+        self.size = max(self.size, pos)
+
+    async def read(self, offset: int, size: int, fetch: Fetch) -> bytes:
+        end = min(offset + size, self.size)
+        if offset >= end:
+            return b""
+        # pieces: bytes, or a remote range fetched in one request per run of remote pages
+        pieces: list[bytes | ByteRange] = []
+        pos = offset
+        while pos < end:
+            idx, within = divmod(pos, PAGE)
+            stop = min((idx + 1) * PAGE, end)
+            if self._has(idx):
+                page = self._get(idx)
+                chunk = bytes(page[within : stop - idx * PAGE])
+                pieces.append(chunk + bytes((stop - pos) - len(chunk)))
+            else:
+                remote_stop = min(stop, self.base_size)
+                if remote_stop > pos:
+                    last = pieces[-1] if pieces else None
+                    if isinstance(last, ByteRange) and last.end == pos:
+                        pieces[-1] = ByteRange(last.start, remote_stop)
+                    else:
+                        pieces.append(ByteRange(pos, remote_stop))
+                if stop > max(pos, remote_stop):
+                    pieces.append(bytes(stop - max(pos, remote_stop)))
+            pos = stop
+        out = bytearray()
+        for piece in pieces:
+            out += await fetch(piece) if isinstance(piece, ByteRange) else piece
+        return bytes(out)
+
+    async def truncate(self, size: int, fetch: Fetch) -> None:
+        if size < self.size:
+            idx, within = divmod(size, PAGE)
+            for i in [i for i in (*self._mem, *self._spilled) if i > idx or (i == idx and not within)]:
+                self._drop(i)
+            if within and self._has(idx):
+                self._put(idx, self._get(idx)[:within])
+            self.base_size = min(self.base_size, size)
+        self.size = size
+
+    def close(self) -> None:
+        for idx in list(self._spilled):
+            self._drop(idx)
+        self._mem.clear()

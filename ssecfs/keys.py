@@ -1,0 +1,165 @@
+"""The SSE-C key: parsing the key file and building the request headers' values.
+
+Invariants: the raw key bytes live only in an `SseCKey`; its repr and str never show them;
+no error message built here contains them. The key is read from a file or an inherited file
+descriptor, never from argv or the environment.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import os
+import stat
+from dataclasses import dataclass, field
+
+from .errors import EXIT_KEY, UserError
+
+KEY_BYTES = 32
+ALGORITHM = "AES256"
+
+ACCEPTED_FORMS = (
+    "32 raw bytes (openssl rand 32 > FILE), a 32-character text secret, "
+    "or the base64 of 32 bytes (a trailing newline is fine)"
+)
+
+
+class KeyFileError(UserError):
+    def __init__(self, message: str) -> None:
+        super().__init__(message, EXIT_KEY)
+
+
+@dataclass(frozen=True, slots=True, repr=False, eq=False)
+class SseCKey:
+    """A 256-bit SSE-C customer key. Compares by MD5 so that no comparison leaks timing."""
+
+    raw: bytes = field(repr=False)
+
+    def __post_init__(self) -> None:
+        if len(self.raw) != KEY_BYTES:
+            raise KeyFileError(f"an SSE-C key must be {KEY_BYTES} bytes")
+
+    @property
+    def b64(self) -> str:
+        return base64.b64encode(self.raw).decode("ascii")
+
+    @property
+    def md5_b64(self) -> str:
+        """base64(MD5(key)): what the server echoes; safe to log, it identifies the key."""
+        return base64.b64encode(hashlib.md5(self.raw).digest()).decode("ascii")
+
+    def __repr__(self) -> str:
+        return f"<SseCKey md5={self.md5_b64} (secret hidden)>"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, SseCKey) and self.md5_b64 == other.md5_b64
+
+    def __hash__(self) -> int:
+        return hash(self.md5_b64)
+
+    def __reduce__(self) -> object:
+        raise TypeError("SseCKey cannot be pickled")
+
+
+def parse_key(data: bytes, source: str = "key file") -> SseCKey:
+    """Accept the three forms of ACCEPTED_FORMS; refuse anything else without echoing it."""
+    if len(data) == KEY_BYTES:
+        return SseCKey(data)
+    text = data
+    for ending in (b"\r\n", b"\n"):
+        if text.endswith(ending):
+            text = text[: -len(ending)]
+            break
+    if len(text) == KEY_BYTES:
+        return SseCKey(text)
+    stripped = text.strip()
+    if len(stripped) == 44:  # base64 of 32 bytes, with one "=" of padding
+        try:
+            decoded = base64.b64decode(stripped, validate=True)
+        except (binascii.Error, ValueError):
+            decoded = b""
+        if len(decoded) == KEY_BYTES:
+            return SseCKey(decoded)
+    raise KeyFileError(
+        f"{source} does not hold an SSE-C key ({len(data)} bytes); accepted forms: {ACCEPTED_FORMS}"
+    )
+
+
+def check_permissions(path: str, st: os.stat_result) -> None:
+    if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise KeyFileError(
+            f"key file {path} is accessible by group or others "
+            f"(mode {stat.S_IMODE(st.st_mode):04o}); run: chmod 600 {path}"
+        )
+
+
+def load_key_file(path: str) -> SseCKey:
+    """Read and check the key file: it must exist, be a regular file and be private."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise KeyFileError(
+            f"key file {path} does not exist; create one with: ssecfs keygen {path}"
+        ) from None
+    except PermissionError:
+        raise KeyFileError(f"key file {path} cannot be read: permission denied") from None
+    except OSError as exc:
+        raise KeyFileError(f"key file {path} cannot be opened: {exc.strerror}") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise KeyFileError(f"key file {path} is not a regular file")
+        check_permissions(path, st)
+        return parse_key(_read_all(fd, limit=4096), f"key file {path}")
+    finally:
+        os.close(fd)
+
+
+def load_key_fd(fd: int) -> SseCKey:
+    """Read the key from an inherited file descriptor (a pipe or an open file), then close it."""
+    try:
+        data = _read_all(fd, limit=4096)
+    except OSError as exc:
+        raise KeyFileError(f"cannot read the key from file descriptor {fd}: {exc.strerror}") from None
+    finally:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    return parse_key(data, f"file descriptor {fd}")
+
+
+def _read_all(fd: int, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    total = 0
+    while True:
+        chunk = os.read(fd, limit + 1 - total)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+        total += len(chunk)
+        if total > limit:
+            raise KeyFileError(f"key source is larger than {limit} bytes; {ACCEPTED_FORMS}")
+
+
+def generate_key_file(path: str) -> SseCKey:
+    """Write 32 random bytes with mode 0600; never overwrite an existing file."""
+    raw = os.urandom(KEY_BYTES)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    except FileExistsError:
+        raise KeyFileError(f"{path} already exists; refusing to overwrite a key") from None
+    except OSError as exc:
+        raise KeyFileError(f"cannot create {path}: {exc.strerror}") from None
+    try:
+        os.fchmod(fd, 0o600)
+        view = memoryview(raw)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return SseCKey(raw)

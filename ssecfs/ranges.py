@@ -1,0 +1,112 @@
+"""Byte ranges and the read-ahead policy of one open file (pure).
+
+Theory of operation: a reader keeps a few fetched or in-flight segments of the object. For each
+read, `Readahead.plan` returns the ranges to request so that the read is covered, and, while
+reads stay sequential, enough further segments to keep `depth` ranged GETs in flight. Segment
+size starts small (a random 4 KiB read never fetches much) and doubles with each sequential
+read up to `maximum`; a seek resets it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+KiB = 1024
+MiB = 1024 * KiB
+
+
+@dataclass(frozen=True, slots=True)
+class ByteRange:
+    start: int
+    end: int  # exclusive
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.start <= self.end:
+            raise ValueError(f"bad range {self.start}-{self.end}")
+
+    def __len__(self) -> int:
+        return self.end - self.start
+
+    def http(self) -> str:
+        """The HTTP Range header value (inclusive end)."""
+        return f"bytes={self.start}-{self.end - 1}"
+
+
+def clip(offset: int, size: int, file_size: int) -> ByteRange | None:
+    """The part of [offset, offset+size) inside the file, or None if nothing is."""
+    if offset >= file_size or size <= 0:
+        return None
+    return ByteRange(offset, min(offset + size, file_size))
+
+
+def covered_until(offset: int, have: Sequence[ByteRange]) -> int:
+    """End of the contiguous run of `have` that contains `offset` (`offset` if none does)."""
+    pos = offset
+    for r in sorted(have, key=lambda r: r.start):
+        if r.start <= pos < r.end:
+            pos = r.end
+    return pos
+
+
+def missing(want: ByteRange, have: Sequence[ByteRange]) -> list[ByteRange]:
+    """The sub-ranges of `want` that no range in `have` covers, in order."""
+    gaps: list[ByteRange] = []
+    pos = want.start
+    for r in sorted(have, key=lambda r: r.start):
+        if r.end <= pos or r.start >= want.end:
+            continue
+        if r.start > pos:
+            gaps.append(ByteRange(pos, r.start))
+        pos = max(pos, r.end)
+        if pos >= want.end:
+            break
+    if pos < want.end:
+        gaps.append(ByteRange(pos, want.end))
+    return gaps
+
+
+class Readahead:
+    """Sequential-read detector and request sizer for one open file."""
+
+    def __init__(self, initial: int = 256 * KiB, maximum: int = 16 * MiB, depth: int = 4) -> None:
+        self.initial = initial
+        self.maximum = max(initial, maximum)
+        self.depth = max(1, depth)
+        self.request_size = initial
+        self.sequential = False
+        self._next = 0  # where a sequential reader reads next
+
+    def advise(self, offset: int, size: int) -> None:
+        """Record a read; grow the request size while reads follow each other."""
+        self.sequential = offset == self._next and offset > 0
+        if self.sequential:
+            self.request_size = min(self.request_size * 2, self.maximum)
+        elif offset != self._next:
+            self.request_size = self.initial
+        self._next = offset + size
+
+    def plan(self, want: ByteRange, have: Sequence[ByteRange], file_size: int) -> list[ByteRange]:
+        """Ranges to request now: what `want` lacks, then read-ahead while sequential."""
+        out: list[ByteRange] = []
+        for gap in missing(want, have):
+            # one request per gap, stretched to the request size (bounded by the file)
+            out.append(ByteRange(gap.start, min(max(gap.end, gap.start + self.request_size),
+                                                file_size)))
+        if self.sequential:
+            pos = covered_until(want.start, [*have, *out])
+            horizon = min(file_size, want.end + self.request_size * self.depth)
+            while pos < horizon:
+                end = min(pos + self.request_size, file_size)
+                out.append(ByteRange(pos, end))
+                pos = end
+        return _merge_overlaps(out, have)
+
+
+def _merge_overlaps(new: list[ByteRange], have: Sequence[ByteRange]) -> list[ByteRange]:
+    """Trim new ranges so none overlaps `have` or an earlier new range."""
+    out: list[ByteRange] = []
+    for r in new:
+        for gap in missing(r, [*have, *out]):
+            out.append(gap)
+    return out

@@ -1,0 +1,94 @@
+"""ReadHandle: serves read() calls of one open file from ranged GETs.
+
+Theory of operation: the handle keeps a few `Segment`s, each one ranged GET that is in flight
+or done. A read waits for the segments that cover it and copies out of them. `ranges.Readahead`
+decides what to request: only what the read lacks for random reads, and up to `depth` further
+segments while reads are sequential, so that several GETs are in flight at once. Every GET
+carries the ETag seen at open (If-Match), so a handle never mixes two versions of an object;
+a changed object makes reads fail with ESTALE.
+
+Fetch tasks run in the filesystem's nursery; they never raise (errors are stored in the
+segment and raised by the read that needs them) and are cancelled when the handle closes.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import trio
+
+from .ranges import ByteRange, Readahead, clip
+from .store.base import ObjectStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(eq=False, slots=True)
+class Segment:
+    rng: ByteRange
+    done: trio.Event = field(default_factory=trio.Event)
+    data: bytes = b""
+    error: Exception | None = None
+
+
+class ReadHandle:
+    def __init__(self, store: ObjectStore, key: str, size: int, etag: str, encrypted: bool,
+                 readahead: Readahead, nursery: trio.Nursery) -> None:
+        self.store = store
+        self.key = key
+        self.size = size
+        self.etag = etag
+        self.encrypted = encrypted
+        self._ra = readahead
+        self._nursery = nursery
+        self._segments: list[Segment] = []
+        self._scopes: set[trio.CancelScope] = set()
+
+    async def read(self, offset: int, size: int) -> bytes:
+        want = clip(offset, size, self.size)
+        if want is None:
+            return b""
+        self._ra.advise(offset, len(want))
+        for rng in self._ra.plan(want, [s.rng for s in self._segments], self.size):
+            seg = Segment(rng)
+            self._segments.append(seg)
+            self._nursery.start_soon(self._fetch, seg)
+        covering = sorted((s for s in self._segments
+                           if s.rng.start < want.end and s.rng.end > want.start),
+                          key=lambda s: s.rng.start)
+        out = bytearray()
+        pos = want.start
+        for seg in covering:
+            await seg.done.wait()
+            if seg.error is not None:
+                self._segments.remove(seg)  # a later read may try again
+                raise seg.error
+            if seg.rng.start > pos or seg.rng.end <= pos:
+                continue
+            out += memoryview(seg.data)[pos - seg.rng.start : min(want.end, seg.rng.end)
+                                        - seg.rng.start]
+            pos = min(want.end, seg.rng.end)
+        self._drop_behind(want.start)
+        return bytes(out)
+
+    def _drop_behind(self, offset: int) -> None:
+        # keep the segment that holds `offset` (short backward seeks) and everything ahead
+        self._segments = [s for s in self._segments if s.rng.end > offset]
+
+    async def _fetch(self, seg: Segment) -> None:
+        with trio.CancelScope() as scope:
+            self._scopes.add(scope)
+            try:
+                seg.data = await self.store.get_range(self.key, seg.rng,
+                                                      encrypted=self.encrypted, etag=self.etag)
+            except Exception as exc:  # stored, raised by the read that needs this segment
+                seg.error = exc
+            finally:
+                self._scopes.discard(scope)
+                seg.done.set()
+
+    def close(self) -> None:
+        for scope in self._scopes:
+            scope.cancel()
+        self._segments.clear()

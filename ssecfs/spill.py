@@ -1,0 +1,104 @@
+"""Encrypted spill file for write buffers that outgrow memory.
+
+No plaintext reaches the disk: every page is sealed with AES-256-GCM under a random key that
+exists only in this process's memory (lost at exit, so a leftover file is unreadable noise).
+The slot number is the associated data, so a page cannot be swapped into another slot
+unnoticed. One file per mount, named spill-<pid>-<random>.bin, mode 0600; files left by dead
+processes are removed at start, ours at exit.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+log = logging.getLogger(__name__)
+
+NONCE = 12
+TAG = 16
+
+
+class SpillFile:
+    def __init__(self, directory: str, slot_size: int) -> None:
+        self.directory = directory
+        self.slot_size = slot_size  # largest plaintext page
+        self._record = NONCE + slot_size + TAG + 8  # + 8: the plaintext length
+        self._aead = AESGCM(AESGCM.generate_key(bit_length=256))
+        self._fd: int | None = None
+        self.path: str | None = None
+        self._free: list[int] = []
+        self._slots = 0
+
+    def __repr__(self) -> str:
+        return f"<SpillFile {self.path} slots={self._slots}>"
+
+    def _open(self) -> int:
+        if self._fd is None:
+            os.makedirs(self.directory, mode=0o700, exist_ok=True)
+            self.path = os.path.join(self.directory,
+                                     f"spill-{os.getpid()}-{secrets.token_hex(4)}.bin")
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
+                               0o600)
+        return self._fd
+
+    def store(self, data: bytes | bytearray, slot: int | None = None) -> int:
+        if len(data) > self.slot_size:
+            raise ValueError("page larger than a spill slot")
+        if slot is None:
+            slot = self._free.pop() if self._free else self._next_slot()
+        nonce = os.urandom(NONCE)
+        sealed = self._aead.encrypt(nonce, bytes(data), slot.to_bytes(8, "big"))
+        record = nonce + len(data).to_bytes(8, "big") + sealed
+        os.pwrite(self._open(), record, slot * self._record)
+        return slot
+
+    def _next_slot(self) -> int:
+        self._slots += 1
+        return self._slots - 1
+
+    def load(self, slot: int) -> bytearray:
+        fd = self._open()
+        head = os.pread(fd, NONCE + 8, slot * self._record)
+        nonce, length = head[:NONCE], int.from_bytes(head[NONCE:], "big")
+        sealed = os.pread(fd, length + TAG, slot * self._record + NONCE + 8)
+        return bytearray(self._aead.decrypt(nonce, sealed, slot.to_bytes(8, "big")))
+
+    def free(self, slot: int) -> None:
+        self._free.append(slot)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        if self.path is not None:
+            try:
+                os.unlink(self.path)
+            except FileNotFoundError:
+                pass
+            self.path = None
+
+
+def remove_stale_spill_files(directory: str) -> int:
+    """Delete spill files whose process is gone (their key died with it). Returns how many."""
+    removed = 0
+    try:
+        names = os.listdir(directory)
+    except FileNotFoundError:
+        return 0
+    for name in names:
+        if not (name.startswith("spill-") and name.endswith(".bin")):
+            continue
+        pid = name.split("-")[1]
+        if pid.isdigit() and os.path.exists(f"/proc/{pid}"):  # still running (or us)
+            continue
+        try:
+            os.unlink(os.path.join(directory, name))
+            removed += 1
+        except OSError:
+            pass
+    if removed:
+        log.info("removed %d stale spill file(s) from %s", removed, directory)
+    return removed

@@ -1,0 +1,408 @@
+"""S3Store: the only module that talks to boto3.
+
+Rules:
+- Every request that touches object data (HEAD, GET, PUT, CreateMultipartUpload, UploadPart,
+  UploadPartCopy, CopyObject) carries the SSE-C triple, unless the caller says the object is
+  stored without SSE-C. Copies carry the copy-source triple as well.
+- Responses to reads must echo our key's MD5; an object answered without the echo is stored
+  without SSE-C (RGW and SeaweedFS serve such objects even when the headers are sent).
+- Servers differ on a wrong key: AWS and SeaweedFS answer 403, Ceph RGW 400, and AWS also
+  answers 400 to SSE-C headers on an unencrypted object. A refused HEAD is therefore asked
+  again without the key to tell "other key" from "not encrypted" from "no permission".
+- boto3 calls run in worker threads (`trio.to_thread.run_sync`) under one CapacityLimiter;
+  the threads touch no shared state. botocore retries throttling, 5xx and dropped connections
+  with backoff (standard mode).
+- The key is never logged: debug lines name the operation, object, range, status and time.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from functools import partial
+from typing import Any, TypeVar
+
+import boto3
+import botocore.exceptions
+import trio
+from botocore.config import Config
+
+from ..errors import (
+    EXIT_STORE,
+    AccessDenied,
+    KeyMismatch,
+    NotFound,
+    ServerNotImplemented,
+    Stale,
+    StoreError,
+    UserError,
+)
+from ..keys import ALGORITHM, SseCKey
+from ..ranges import ByteRange
+from .base import ListedObject, ListPage, ObjectInfo, Part
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+MAX_POOL = 32
+
+
+class EndpointError(UserError):
+    def __init__(self, message: str) -> None:
+        super().__init__(message, EXIT_STORE)
+
+
+def check_endpoint_url(url: str | None) -> None:
+    """Refuse any endpoint that is not https:// before a single request is made."""
+    if url is None:
+        return
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    if scheme != "https":
+        raise EndpointError(
+            f"refusing endpoint {url}: SSE-C keys may only be sent over TLS; use an https:// URL"
+        )
+
+
+def make_client(*, endpoint_url: str | None, region: str | None, profile: str | None,
+                ca_bundle: str | None, retries: int, connect_timeout: float,
+                read_timeout: float) -> Any:
+    check_endpoint_url(endpoint_url)
+    try:
+        session = boto3.session.Session(profile_name=profile)
+    except botocore.exceptions.ProfileNotFound:
+        raise EndpointError(
+            f"AWS profile {profile!r} not found in ~/.aws/config or ~/.aws/credentials"
+        ) from None
+    config = Config(
+        s3={"addressing_style": "path"},
+        # botocore >= 1.36 sends aws-chunked bodies with CRC trailers by default; Ceph RGW
+        # (16.x) rejects those with 411 MissingContentLength
+        request_checksum_calculation="when_required",
+        response_checksum_validation="when_required",
+        retries={"mode": "standard", "max_attempts": max(1, retries)},
+        connect_timeout=connect_timeout,
+        read_timeout=read_timeout,
+        max_pool_connections=MAX_POOL,
+        tcp_keepalive=True,
+    )
+    # An explicit CA bundle wins over AWS_CA_BUNDLE and friends in the environment.
+    verify: str | bool = ca_bundle if ca_bundle else True
+    client = session.client("s3", endpoint_url=endpoint_url, region_name=region or "us-east-1",
+                            config=config, verify=verify)
+    # The endpoint may also come from AWS_ENDPOINT_URL or the profile: check what boto3 chose.
+    check_endpoint_url(client.meta.endpoint_url)
+    return client
+
+
+def _status(exc: botocore.exceptions.ClientError) -> tuple[int, str]:
+    resp: Any = exc.response
+    status = int(resp.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+    code = str(resp.get("Error", {}).get("Code", "") or status)
+    return status, code
+
+
+def echoed_md5s(value: object) -> set[str]:
+    """The key MD5s a response echoes. SeaweedFS sends the header twice, which botocore
+    joins as "X, X"."""
+    if not value:
+        return set()
+    return {part.strip() for part in str(value).split(",") if part.strip()}
+
+
+def _ns(dt: Any) -> int:
+    return int(dt.timestamp() * 1_000_000_000) if dt is not None else 0
+
+
+class S3Store:
+    def __init__(self, client: Any, bucket: str, key: SseCKey,
+                 limiter: trio.CapacityLimiter | None = None) -> None:
+        self._client = client
+        self.bucket = bucket
+        self._key = key
+        self._limiter = limiter or trio.CapacityLimiter(MAX_POOL)
+        self.requests = 0  # requests sent, for tests and benchmarks
+
+    def __repr__(self) -> str:
+        return f"<S3Store bucket={self.bucket} key={self._key!r}>"
+
+    # ---------------------------------------------------------------- plumbing
+    def _sse(self) -> dict[str, Any]:
+        return {"SSECustomerAlgorithm": ALGORITHM, "SSECustomerKey": self._key.raw}
+
+    def _copy_source_sse(self) -> dict[str, Any]:
+        return {"CopySourceSSECustomerAlgorithm": ALGORITHM,
+                "CopySourceSSECustomerKey": self._key.raw}
+
+    async def _call(self, op: str, key: str, fn: Callable[..., T], *args: Any,
+                    detail: str = "", **kwargs: Any) -> T:
+        """Run one boto3 call in a worker thread; log it at debug level (no key material)."""
+        started = time.monotonic()
+        status = "ok"
+        self.requests += 1
+        try:
+            return await trio.to_thread.run_sync(partial(fn, *args, **kwargs),
+                                                 limiter=self._limiter)
+        except botocore.exceptions.ClientError as exc:
+            status = "%d %s" % _status(exc)
+            raise
+        except Exception as exc:
+            status = type(exc).__name__
+            raise
+        finally:
+            log.debug("%s %s%s -> %s in %.3fs", op, key, detail, status,
+                      time.monotonic() - started)
+
+    def _translate(self, exc: Exception, op: str, key: str) -> Exception:
+        """A botocore exception as an ssecfs error (the message names the object, no key)."""
+        if isinstance(exc, botocore.exceptions.ClientError):
+            status, code = _status(exc)
+            where = f"{op} {key}: {status} {code}"
+            if status == 404 or code in ("NoSuchKey", "NotFound", "NoSuchUpload"):
+                return NotFound(where)
+            if status == 412 or code == "PreconditionFailed":
+                return Stale(where)
+            if status == 501 or code == "NotImplemented":
+                return ServerNotImplemented(where)
+            if status == 403:
+                return AccessDenied(where)
+            return StoreError(where)
+        if isinstance(exc, botocore.exceptions.BotoCoreError):
+            return StoreError(f"{op} {key}: {exc}")
+        return exc
+
+    # ---------------------------------------------------------------- reads
+    async def head(self, key: str) -> ObjectInfo:
+        try:
+            resp = await self._call("HeadObject", key, self._client.head_object,
+                                    Bucket=self.bucket, Key=key, **self._sse())
+        except botocore.exceptions.ClientError as exc:
+            status, _ = _status(exc)
+            if status not in (400, 403):
+                raise self._translate(exc, "HeadObject", key) from None
+            return await self._head_refused(key, status)
+        echoed = echoed_md5s(resp.get("SSECustomerKeyMD5"))
+        if echoed and echoed != {self._key.md5_b64}:
+            raise KeyMismatch(f"HeadObject {key}: server echoed another key's MD5")
+        return self._info(key, resp, encrypted=bool(echoed))
+
+    async def _head_refused(self, key: str, status: int) -> ObjectInfo:
+        """HEAD with our key was refused (400/403): find out why, without the key."""
+        try:
+            resp = await self._call("HeadObject", key, self._client.head_object,
+                                    Bucket=self.bucket, Key=key, detail=" (no key)")
+        except botocore.exceptions.ClientError as exc:
+            plain_status, _ = _status(exc)
+            if plain_status == 400:
+                # the object needs a customer key, and ours was refused: another key
+                raise KeyMismatch(f"HeadObject {key}: {status}: encrypted with another key") \
+                    from None
+            raise self._translate(exc, "HeadObject", key) from None
+        if resp.get("SSECustomerAlgorithm"):
+            raise KeyMismatch(f"HeadObject {key}: encrypted with another key")
+        return self._info(key, resp, encrypted=False)
+
+    @staticmethod
+    def _info(key: str, resp: Mapping[str, Any], encrypted: bool) -> ObjectInfo:
+        return ObjectInfo(key=key, size=int(resp.get("ContentLength", 0)),
+                          etag=str(resp.get("ETag", "")),
+                          last_modified_ns=_ns(resp.get("LastModified")),
+                          metadata=dict(resp.get("Metadata", {})), encrypted=encrypted,
+                          content_type=str(resp.get("ContentType", "")))
+
+    async def get_range(self, key: str, rng: ByteRange | None, *, encrypted: bool = True,
+                        etag: str | None = None) -> bytes:
+        if rng is not None and len(rng) == 0:
+            return b""
+        args: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
+        if rng is not None:
+            args["Range"] = rng.http()
+        if encrypted:
+            args.update(self._sse())
+        if etag:
+            args["IfMatch"] = etag
+        detail = f" [{rng.start}-{rng.end})" if rng is not None else ""
+
+        def fetch() -> tuple[bytes, str | None]:
+            resp = self._client.get_object(**args)
+            body = resp["Body"]
+            try:
+                data = body.read()
+            finally:
+                body.close()
+            return data, resp.get("SSECustomerKeyMD5")
+
+        try:
+            data, echoed = await self._call("GetObject", key, fetch, detail=detail)
+        except botocore.exceptions.ClientError as exc:
+            status, _ = _status(exc)
+            if encrypted and status in (400, 403):
+                # re-ask HEAD to name the cause (other key, unencrypted, no permission)
+                info = await self.head(key)
+                if not info.encrypted:
+                    return await self.get_range(key, rng, encrypted=False, etag=etag)
+            raise self._translate(exc, "GetObject", key) from None
+        except botocore.exceptions.BotoCoreError as exc:
+            raise self._translate(exc, "GetObject", key) from None
+        if encrypted and echoed_md5s(echoed) - {self._key.md5_b64}:
+            raise KeyMismatch(f"GetObject {key}: server echoed another key's MD5")
+        if rng is not None and len(data) != len(rng):
+            # the object is shorter than the size we planned with: it changed under us
+            raise Stale(f"GetObject {key}: asked for {len(rng)} bytes, got {len(data)}")
+        return data
+
+    async def list_page(self, prefix: str, *, delimiter: str | None = "/",
+                        token: str | None = None, max_keys: int = 1000) -> ListPage:
+        args: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix, "MaxKeys": max_keys}
+        if delimiter:
+            args["Delimiter"] = delimiter
+        if token:
+            args["ContinuationToken"] = token
+        try:
+            resp = await self._call("ListObjectsV2", prefix or "/", self._client.list_objects_v2,
+                                    **args)
+        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
+            raise self._translate(exc, "ListObjectsV2", prefix or "/") from None
+        objects = tuple(ListedObject(key=o["Key"], size=int(o.get("Size", 0)),
+                                     etag=str(o.get("ETag", "")),
+                                     last_modified_ns=_ns(o.get("LastModified")))
+                        for o in resp.get("Contents", ()))
+        prefixes = tuple(p["Prefix"] for p in resp.get("CommonPrefixes", ()))
+        next_token = resp.get("NextContinuationToken") if resp.get("IsTruncated") else None
+        return ListPage(objects, prefixes, next_token)
+
+    # ---------------------------------------------------------------- writes
+    async def _write_call(self, op: str, key: str, fn: Callable[..., T], detail: str = "",
+                          **kwargs: Any) -> T:
+        try:
+            return await self._call(op, key, fn, detail=detail, **kwargs)
+        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
+            raise self._translate(exc, op, key) from None
+
+    async def put(self, key: str, body: bytes, metadata: Mapping[str, str],
+                  content_type: str) -> None:
+        resp: Any = await self._write_call(
+            "PutObject", key, self._client.put_object, detail=f" ({len(body)} bytes)",
+            Bucket=self.bucket, Key=key, Body=body, Metadata=dict(metadata),
+            ContentType=content_type, **self._sse())
+        self._check_write_echo("PutObject", key, resp)
+
+    def _check_write_echo(self, op: str, key: str, resp: Mapping[str, Any]) -> None:
+        if echoed_md5s(resp.get("SSECustomerKeyMD5")) - {self._key.md5_b64}:
+            raise StoreError(f"{op} {key}: server echoed another key's MD5")
+
+    async def create_multipart(self, key: str, metadata: Mapping[str, str],
+                               content_type: str) -> str:
+        resp: Any = await self._write_call(
+            "CreateMultipartUpload", key, self._client.create_multipart_upload,
+            Bucket=self.bucket, Key=key, Metadata=dict(metadata), ContentType=content_type,
+            **self._sse())
+        self._check_write_echo("CreateMultipartUpload", key, resp)
+        return str(resp["UploadId"])
+
+    async def upload_part(self, key: str, upload_id: str, number: int, body: bytes) -> Part:
+        resp: Any = await self._write_call(
+            "UploadPart", key, self._client.upload_part,
+            detail=f" part {number} ({len(body)} bytes)", Bucket=self.bucket, Key=key,
+            UploadId=upload_id, PartNumber=number, Body=body, **self._sse())
+        return Part(number, str(resp["ETag"]))
+
+    async def upload_part_copy(self, key: str, upload_id: str, number: int, source: str,
+                               rng: ByteRange, *, source_encrypted: bool = True) -> Part:
+        extra = self._copy_source_sse() if source_encrypted else {}
+        resp: Any = await self._write_call(
+            "UploadPartCopy", key, self._client.upload_part_copy,
+            detail=f" part {number} from {source} [{rng.start}-{rng.end})",
+            Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=number,
+            CopySource={"Bucket": self.bucket, "Key": source},
+            CopySourceRange=rng.http(), **self._sse(), **extra)
+        return Part(number, str(resp["CopyPartResult"]["ETag"]))
+
+    async def complete_multipart(self, key: str, upload_id: str, parts: Sequence[Part]) -> None:
+        await self._write_call(
+            "CompleteMultipartUpload", key, self._client.complete_multipart_upload,
+            detail=f" ({len(parts)} parts)", Bucket=self.bucket, Key=key, UploadId=upload_id,
+            MultipartUpload={"Parts": [{"PartNumber": p.number, "ETag": p.etag}
+                                       for p in sorted(parts, key=lambda p: p.number)]})
+
+    async def abort_multipart(self, key: str, upload_id: str) -> None:
+        try:
+            await self._write_call("AbortMultipartUpload", key,
+                                   self._client.abort_multipart_upload,
+                                   Bucket=self.bucket, Key=key, UploadId=upload_id)
+        except NotFound:
+            pass
+
+    async def copy(self, source: str, target: str, metadata: Mapping[str, str],
+                   content_type: str, *, source_encrypted: bool = True) -> None:
+        extra = self._copy_source_sse() if source_encrypted else {}
+        await self._write_call(
+            "CopyObject", target, self._client.copy_object, detail=f" from {source}",
+            Bucket=self.bucket, Key=target, CopySource={"Bucket": self.bucket, "Key": source},
+            MetadataDirective="REPLACE", Metadata=dict(metadata), ContentType=content_type,
+            **self._sse(), **extra)
+
+    async def delete(self, key: str) -> None:
+        await self._write_call("DeleteObject", key, self._client.delete_object,
+                               Bucket=self.bucket, Key=key)
+
+    async def delete_many(self, keys: Sequence[str]) -> None:
+        for i in range(0, len(keys), 1000):
+            batch = keys[i : i + 1000]
+            resp: Any = await self._write_call(
+                "DeleteObjects", batch[0], self._client.delete_objects,
+                detail=f" ({len(batch)} keys)", Bucket=self.bucket,
+                Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True})
+            errors = resp.get("Errors") or []
+            if errors:
+                first = errors[0]
+                raise StoreError(f"DeleteObjects: {len(errors)} failed, e.g. "
+                                 f"{first.get('Key')}: {first.get('Code')}")
+
+    async def list_uploads(self, prefix: str) -> list[tuple[str, str]]:
+        """(key, upload id) of unfinished multipart uploads under `prefix`."""
+        resp: Any = await self._write_call("ListMultipartUploads", prefix or "/",
+                                           self._client.list_multipart_uploads,
+                                           Bucket=self.bucket, Prefix=prefix)
+        return [(u["Key"], u["UploadId"]) for u in resp.get("Uploads", ())]
+
+    # ---------------------------------------------------------------- start-up
+    async def check_bucket(self, prefix: str, endpoint: str) -> None:
+        """One cheap request that fails the way a misconfigured mount would; as a UserError."""
+        try:
+            await self._call("ListObjectsV2", prefix or "/", self._client.list_objects_v2,
+                             Bucket=self.bucket, Prefix=prefix, MaxKeys=1)
+        except Exception as exc:
+            raise EndpointError(explain_startup_error(exc, self.bucket, endpoint)) from None
+
+
+def explain_startup_error(exc: BaseException, bucket: str, endpoint: str) -> str:
+    """One line that says what is wrong and what to do, for the first request of a mount."""
+    if isinstance(exc, botocore.exceptions.SSLError):
+        return (f"the TLS certificate of {endpoint} is not trusted: pass the CA that signed it "
+                f"with --ca-bundle PATH (-o ca_bundle=PATH)")
+    if isinstance(exc, (botocore.exceptions.EndpointConnectionError,
+                        botocore.exceptions.ConnectTimeoutError,
+                        botocore.exceptions.ReadTimeoutError)):
+        return (f"cannot reach the S3 endpoint {endpoint}: check --endpoint-url and the "
+                f"network ({type(exc).__name__})")
+    if isinstance(exc, botocore.exceptions.NoCredentialsError):
+        return ("no S3 credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
+                "write ~/.aws/credentials, or name a profile with --profile")
+    if isinstance(exc, botocore.exceptions.ClientError):
+        status, code = _status(exc)
+        if code == "NoSuchBucket" or status == 404:
+            return f"bucket {bucket} does not exist at {endpoint}: check the bucket name"
+        if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken",
+                    "ExpiredToken", "AuthorizationHeaderMalformed"):
+            return (f"the S3 credentials were refused by {endpoint} ({code}): check "
+                    f"AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, ~/.aws/credentials or --profile")
+        if status == 403:
+            return (f"access to bucket {bucket} was denied ({code}): check that these "
+                    f"credentials may list and read it")
+        if status == 301 or code == "PermanentRedirect":
+            return f"bucket {bucket} lives in another region: pass --region"
+        return f"the S3 endpoint {endpoint} refused to list bucket {bucket}: {status} {code}"
+    if isinstance(exc, botocore.exceptions.BotoCoreError):
+        return f"cannot talk to the S3 endpoint {endpoint}: {exc}"
+    return f"cannot talk to the S3 endpoint {endpoint}: {type(exc).__name__}: {exc}"

@@ -1,0 +1,133 @@
+"""Uploads and server-side copies, with the fallbacks that real servers need.
+
+Copy ladder (servers.md): CopyObject -> multipart copy (CreateMultipartUpload + UploadPartCopy,
+which Ceph RGW < v20 supports for SSE-C when source and target share the key) -> streaming the
+bytes through this process (ranged GET into PutObject/UploadPart, in memory, never to disk).
+Ceph RGW 16 answers CopyObject of SSE-C objects with 501; SeaweedFS answers UploadPartCopy with
+501. A 501 is remembered in `ServerCaps` for the life of the mount, so each fallback costs one
+refused request per mount, not one per file.
+
+A failed multipart upload is aborted before the error is raised: none is left behind.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import trio
+
+from .errors import ServerNotImplemented
+from .parts import COPY_CHUNK, PartPlan, plan_parts
+from .ranges import ByteRange
+from .store.base import ObjectInfo, ObjectStore, Part
+
+log = logging.getLogger(__name__)
+
+Reader = Callable[[ByteRange], Awaitable[bytes]]
+
+
+@dataclass(slots=True)
+class ServerCaps:
+    """What this server turned out not to support (learned from 501 answers)."""
+
+    copy_object: bool = True
+    part_copy: bool = True
+
+    def refuse(self, what: str) -> None:
+        if getattr(self, what):
+            setattr(self, what, False)
+            log.info("the server does not implement %s for these objects; using a fallback "
+                     "for the rest of this mount", what)
+
+
+class Transfers:
+    def __init__(self, store: ObjectStore, part_size: int, concurrency: int,
+                 caps: ServerCaps | None = None) -> None:
+        self.store = store
+        self.part_size = part_size
+        self.concurrency = concurrency
+        self.caps = caps or ServerCaps()
+
+    async def upload(self, key: str, size: int, metadata: Mapping[str, str],
+                     content_type: str, read: Reader, clean: Sequence[ByteRange] = (),
+                     source: ObjectInfo | None = None) -> None:
+        """Store `size` bytes at `key`. `read` gives the bytes; ranges in `clean` equal the
+        object `source` in the bucket and may be copied server-side instead of sent."""
+        if size <= self.part_size:
+            await self.store.put(key, await read(ByteRange(0, size)), metadata, content_type)
+            return
+        copyable = clean if (source is not None and self.caps.part_copy) else ()
+        plans = plan_parts(size, self.part_size, copyable)
+        await self._multipart(key, metadata, content_type, plans, read, source)
+
+    async def _multipart(self, key: str, metadata: Mapping[str, str], content_type: str,
+                         plans: Sequence[PartPlan], read: Reader,
+                         source: ObjectInfo | None) -> None:
+        upload_id = await self.store.create_multipart(key, metadata, content_type)
+        parts: list[Part] = []
+        try:
+            limiter = trio.CapacityLimiter(self.concurrency)
+
+            async def one(plan: PartPlan) -> None:
+                async with limiter:
+                    parts.append(await self._part(key, upload_id, plan, read, source))
+
+            async with trio.open_nursery() as nursery:
+                for plan in plans:
+                    nursery.start_soon(one, plan)
+            await self.store.complete_multipart(key, upload_id, parts)
+        except BaseException:
+            with trio.CancelScope(shield=True):
+                try:
+                    await self.store.abort_multipart(key, upload_id)
+                except Exception as exc:
+                    log.warning("could not abort the multipart upload of %s: %s", key, exc)
+            raise
+
+    async def _part(self, key: str, upload_id: str, plan: PartPlan, read: Reader,
+                    source: ObjectInfo | None) -> Part:
+        if plan.copy and source is not None and self.caps.part_copy:
+            try:
+                return await self.store.upload_part_copy(
+                    key, upload_id, plan.number, source.key, plan.rng,
+                    source_encrypted=source.encrypted)
+            except ServerNotImplemented:
+                self.caps.refuse("part_copy")
+        return await self.store.upload_part(key, upload_id, plan.number, await read(plan.rng))
+
+    async def copy(self, source: ObjectInfo, target: str, metadata: Mapping[str, str],
+                   content_type: str) -> None:
+        """Make `target` hold the bytes of `source` with new metadata (target may be source)."""
+        if source.size == 0:
+            await self.store.put(target, b"", metadata, content_type)
+            return
+        if self.caps.copy_object:
+            try:
+                await self.store.copy(source.key, target, metadata, content_type,
+                                      source_encrypted=source.encrypted)
+                return
+            except ServerNotImplemented:
+                self.caps.refuse("copy_object")
+        if self.caps.part_copy:
+            plans = [PartPlan(i + 1, rng, True) for i, rng in
+                     enumerate(_copy_ranges(source.size, max(COPY_CHUNK, self.part_size)))]
+            try:
+                await self._multipart(target, metadata, content_type, plans,
+                                      self._reader(source), source)
+                return
+            except ServerNotImplemented:
+                self.caps.refuse("part_copy")
+        # last resort: the bytes pass through this process (memory only)
+        await self.upload(target, source.size, metadata, content_type, self._reader(source))
+
+    def _reader(self, source: ObjectInfo) -> Reader:
+        async def read(rng: ByteRange) -> bytes:
+            return await self.store.get_range(source.key, rng, encrypted=source.encrypted,
+                                              etag=source.etag or None)
+        return read
+
+
+def _copy_ranges(size: int, chunk: int) -> list[ByteRange]:
+    return [ByteRange(s, min(s + chunk, size)) for s in range(0, size, chunk)]

@@ -1,0 +1,104 @@
+import os
+import random
+
+import pytest
+
+from ssecfs.buffer import PAGE, FileBuffer
+from ssecfs.ranges import ByteRange
+from ssecfs.spill import SpillFile, remove_stale_spill_files
+
+
+class Remote:
+    def __init__(self, data: bytes):
+        self.data = data
+        self.fetched = 0
+
+    async def __call__(self, rng: ByteRange) -> bytes:
+        self.fetched += len(rng)
+        return self.data[rng.start:rng.end]
+
+
+async def test_buffer_matches_a_bytearray_model(tmp_path):
+    rnd = random.Random(1)
+    base = os.urandom(3 * PAGE + 123)
+    remote = Remote(base)
+    spill = SpillFile(str(tmp_path), PAGE)
+    buf = FileBuffer(len(base), spill, memory_limit=2 * PAGE)
+    model = bytearray(base)
+    most_spilled = 0
+    for _ in range(200):
+        op = rnd.random()
+        if op < 0.6:
+            off = rnd.randrange(0, len(model) + PAGE)
+            data = os.urandom(rnd.randrange(1, 2 * PAGE))
+            await buf.write(off, data, remote)
+            if off > len(model):
+                model.extend(bytes(off - len(model)))
+            model[off:off + len(data)] = data
+        elif op < 0.8:
+            n = rnd.randrange(0, len(model) + PAGE)
+            await buf.truncate(n, remote)
+            if n < len(model):
+                del model[n:]
+            else:
+                model.extend(bytes(n - len(model)))
+        else:
+            off = rnd.randrange(0, len(model) + 10)
+            n = rnd.randrange(0, 3 * PAGE)
+            assert await buf.read(off, n, remote) == bytes(model[off:off + n])
+        assert buf.size == len(model)
+        most_spilled = max(most_spilled, buf.spilled_pages)
+    assert await buf.read(0, len(model), remote) == bytes(model)
+    assert most_spilled > 0
+    buf.close()
+    spill.close()
+
+
+async def test_clean_ranges_and_no_fetch_for_full_pages(tmp_path):
+    base = bytes(10 * PAGE)
+    remote = Remote(base)
+    buf = FileBuffer(len(base), SpillFile(str(tmp_path), PAGE), memory_limit=64 * PAGE)
+    await buf.write(2 * PAGE, b"x" * PAGE, remote)
+    assert remote.fetched == 0
+    assert buf.clean_ranges() == [ByteRange(0, 2 * PAGE), ByteRange(3 * PAGE, 10 * PAGE)]
+    await buf.write(5 * PAGE + 1, b"y", remote)
+    assert remote.fetched == PAGE  # read-modify-write of one page only
+
+
+async def test_spill_file_holds_no_plaintext(tmp_path):
+    spill = SpillFile(str(tmp_path), PAGE)
+    buf = FileBuffer(0, spill, memory_limit=PAGE)
+    secret = b"TOP-SECRET-PLAINTEXT-" * 50000
+    await buf.write(0, secret, Remote(b""))
+    assert buf.spilled_pages > 0
+    on_disk = open(spill.path, "rb").read()
+    assert b"TOP-SECRET" not in on_disk
+    assert await buf.read(0, len(secret), Remote(b"")) == secret
+    assert oct(os.stat(spill.path).st_mode & 0o777) == "0o600"
+    path = spill.path
+    spill.close()
+    assert not os.path.exists(path)
+
+
+def test_spill_detects_tampering(tmp_path):
+    from cryptography.exceptions import InvalidTag
+    spill = SpillFile(str(tmp_path), 100)
+    a = spill.store(b"a" * 100)
+    b = spill.store(b"b" * 100)
+    rec = spill._record
+    with open(spill.path, "r+b") as f:
+        f.seek(a * rec)
+        first = f.read(rec)
+        f.seek(b * rec)
+        f.write(first)  # move slot a's record into slot b
+    with pytest.raises(InvalidTag):
+        spill.load(b)
+    spill.close()
+
+
+def test_stale_spill_files_are_removed(tmp_path):
+    (tmp_path / "spill-999999999-abcd.bin").write_bytes(b"old")
+    (tmp_path / f"spill-{os.getpid()}-abcd.bin").write_bytes(b"ours")
+    (tmp_path / "other").write_bytes(b"keep")
+    assert remove_stale_spill_files(str(tmp_path)) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["other", f"spill-{os.getpid()}-abcd.bin"]
