@@ -25,11 +25,11 @@ PYTEST_ARGS ?=
 # daemons for the local RGW test server, and tools the scripts use.
 APT_PKGS := fuse3 libfuse3-dev pkg-config gcc \
 	ceph-mon ceph-osd radosgw ceph-common \
-	openssl curl uuid-runtime rsync git tar ca-certificates systemd
+	openssl curl uuid-runtime rsync git tar ca-certificates systemd s3fs
 
 export DEBIAN_FRONTEND := noninteractive
 
-.PHONY: all deps apt test unit e2e demo clean
+.PHONY: all deps apt test unit e2e demo demo-stop clean
 
 all: test
 
@@ -90,6 +90,9 @@ e2e: deps
 
 demo: deps
 	bash scripts/demo.sh
+
+demo-stop:
+	bash scripts/demo.sh stop
 
 clean:
 	@if [[ -x $(VPY) && -d .state ]]; then \

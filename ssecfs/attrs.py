@@ -2,8 +2,8 @@
 
 s3fs's convention, kept so that a bucket can be shared with s3fs users:
 `x-amz-meta-mode` is the decimal st_mode including the file-type bits, `-uid`/`-gid` decimal
-ids, `-mtime` decimal seconds since the epoch (a fraction is accepted on input and written
-when non-zero). boto3 strips the `x-amz-meta-` part, so the dict keys here are bare.
+ids, `-mtime` decimal seconds since the epoch, with ".NNNNNNNNN" nanoseconds when non-zero (as s3fs
+and rclone write it). boto3 strips the `x-amz-meta-` part, so the dict keys here are bare.
 A symlink is an object whose mode says S_IFLNK and whose body is the target.
 """
 
@@ -70,8 +70,9 @@ def parse_mtime_ns(text: str) -> int | None:
 
 
 def format_mtime(mtime_ns: int) -> str:
+    # always nine digits after the point: s3fs reads the fraction as a count of nanoseconds
     sec, ns = divmod(mtime_ns, 1_000_000_000)
-    return f"{sec}.{ns:09d}".rstrip("0").rstrip(".") if ns else str(sec)
+    return f"{sec}.{ns:09d}" if ns else str(sec)
 
 
 def attr_from_meta(meta: dict[str, str], size: int, last_modified_ns: int, defaults: Defaults,

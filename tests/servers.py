@@ -268,6 +268,20 @@ def _ours(pid: int, marker: str) -> bool:
     return pid > 0 and marker in _cmdline(pid) and not _is_zombie(pid)
 
 
+def _gone(pid: int) -> bool:
+    """pid has fully exited (maybe awaiting its reaper).
+
+    A killed multi-threaded process (Go, Ceph) shows its leader as a zombie while the
+    other threads are still exiting and still hold its sockets: not gone yet.
+    """
+    try:
+        if not _is_zombie(pid):
+            return False
+        return len(os.listdir(f"/proc/{pid}/task")) <= 1
+    except OSError:
+        return True
+
+
 def _reap(pid: int) -> None:
     with contextlib.suppress(ChildProcessError, OSError):
         os.waitpid(pid, os.WNOHANG)
@@ -293,13 +307,15 @@ def _kill_all(targets: list[tuple[str, int, str]], grace: float) -> None:
         while True:
             for _, pid, _ in left:
                 _reap(pid)
-            left = [(n, p, m) for n, p, m in left if _ours(p, m)]
+            left = [(n, p, m) for n, p, m in left if not _gone(p)]
             if not left or time.monotonic() >= until:
                 return left
             time.sleep(0.05)
 
     left = wait(time.monotonic() + grace)
-    for name, pid, _ in left:
+    for name, pid, marker in left:
+        if not (_ours(pid, marker) or _is_zombie(pid)):  # exiting, or (never) a reused pid
+            continue
         _log(f"{name} (pid {pid}) still running {grace:.0f}s after SIGTERM: SIGKILL")
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
@@ -773,10 +789,13 @@ def start_seaweedfs(state_dir: str | os.PathLike[str], *,
     marker = _weed_marker(state)
 
     def dead() -> str | None:
-        if proc.poll() is not None or not _ours(proc.pid, marker):
-            _log(f"DEBUG {proc.pid} {_cmdline(proc.pid)!r} {_is_zombie(proc.pid)} {marker!r}")
+        if proc.poll() is not None:
             return f"weed exited with {proc.returncode} ({_tail(logd / 'weed.out')})"
         return None
+
+    # Popen may return before the kernel has filled in the new program's
+    # /proc/PID/cmdline (vfork is released mid-exec); stop_dir needs it to match
+    _wait_until("weed to start", lambda: _ours(proc.pid, marker), 10, dead, interval=0.01)
 
     try:
         _wait_until(f"SeaweedFS HTTPS on {endpoint}", lambda: _https_answers(endpoint, str(ca)),

@@ -102,6 +102,7 @@ def test_bad_metadata_falls_back():
 def test_mtime_round_trip():
     assert parse_mtime_ns("1700000000.5") == 1700000000_500000000
     assert format_mtime(1700000000_000000000) == "1700000000"
+    assert format_mtime(1700000000_500000000) == "1700000000.500000000"  # s3fs reads 9 digits
     assert parse_mtime_ns(format_mtime(1700000000_123456789)) == 1700000000_123456789
 
 

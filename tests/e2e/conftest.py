@@ -1,0 +1,40 @@
+"""Fixtures for end-to-end tests: a bucket on each test server, mounted by a real ssecfs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.fuse_util import require_fuse
+from tests.mounting import Mount
+from tests.servers import S3Server
+
+MountFactory = Callable[..., Mount]
+
+
+@pytest.fixture
+def mount_factory(s3server: S3Server, bucket: str, sse_key: bytes, key_file: Path,
+                  tmp_path: Path) -> Iterator[MountFactory]:
+    """make(options=[...], start=True, name="mnt") -> Mount on the test's bucket."""
+    require_fuse()
+    made: list[Mount] = []
+
+    def make(options: list[str] | None = None, start: bool = True, name: str = "mnt",
+             key: bytes | None = None, key_path: Path | None = None) -> Mount:
+        m = Mount(server=s3server, bucket=bucket, key=key or sse_key,
+                  key_file=key_path or key_file, path=tmp_path / name,
+                  log_path=tmp_path / f"{name}.log", options=list(options or []))
+        made.append(m)
+        return m.start() if start else m
+
+    yield make
+    for m in made:
+        m.stop()
+
+
+@pytest.fixture
+def mnt(mount_factory: MountFactory) -> Mount:
+    """The test's bucket mounted with default options."""
+    return mount_factory()

@@ -1,0 +1,119 @@
+"""Real kernel mounts of ssecfs for the end-to-end tests.
+
+`Mount` runs `ssecfs mount -f --debug` in a subprocess against a test server, waits until the
+kernel shows the mount, and tears it down (fusermount3 -u, then wait for the pid; lazy unmount
+and kill if it hangs). The daemon's log is kept in a file for assertions and for failures.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tests.fuse_util import is_mounted, unmount
+from tests.servers import S3Server
+
+SSECFS = [sys.executable, "-m", "ssecfs.cli"]
+
+
+def sse(key: bytes) -> dict[str, Any]:
+    return {"SSECustomerAlgorithm": "AES256", "SSECustomerKey": key}
+
+
+@dataclass
+class Mount:
+    server: S3Server
+    bucket: str
+    key: bytes
+    key_file: Path
+    path: Path
+    log_path: Path
+    options: list[str] = field(default_factory=list)
+    proc: subprocess.Popen[bytes] | None = None
+
+    # ---------------------------------------------------------------- S3 side helpers
+    @property
+    def client(self) -> Any:
+        c = getattr(self, "_client", None)
+        if c is None:
+            c = self._client = self.server.boto3_client()
+        return c
+
+    def put(self, key: str, body: bytes, **kw: Any) -> None:
+        self.client.put_object(Bucket=self.bucket, Key=key, Body=body, **sse(self.key), **kw)
+
+    def get(self, key: str) -> bytes:
+        return self.client.get_object(Bucket=self.bucket, Key=key, **sse(self.key))["Body"].read()
+
+    def head(self, key: str) -> dict[str, Any]:
+        return self.client.head_object(Bucket=self.bucket, Key=key, **sse(self.key))
+
+    def keys(self, prefix: str = "") -> list[str]:
+        out: list[str] = []
+        for page in self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=prefix):
+            out += [o["Key"] for o in page.get("Contents", [])]
+        return out
+
+    # ---------------------------------------------------------------- mount life cycle
+    def command(self, *extra: str) -> list[str]:
+        return [*SSECFS, "mount", self.bucket, str(self.path), "--key-file", str(self.key_file),
+                "--endpoint-url", self.server.endpoint, "--ca-bundle", self.server.ca_bundle,
+                *extra]
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(self.server.env())
+        return env
+
+    def start(self, timeout: float = 30) -> Mount:
+        self.path.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "ab")
+        opts = ["-o", ",".join(self.options)] if self.options else []
+        self.proc = subprocess.Popen(self.command("-f", "--debug", *opts), env=self.env(),
+                                     stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+        deadline = time.monotonic() + timeout
+        while not is_mounted(self.path):
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"ssecfs exited with {self.proc.returncode}:\n{self.log()}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"ssecfs did not mount in {timeout}s:\n{self.log()}")
+            time.sleep(0.05)
+        return self
+
+    def stop(self, timeout: float = 60) -> int | None:
+        """Unmount and wait for the daemon; returns its exit status."""
+        if self.proc is None:
+            return None
+        if is_mounted(self.path):
+            unmount(self.path)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            unmount(self.path, lazy=True)
+            self.proc.kill()
+            self.proc.wait(10)
+        code = self.proc.returncode
+        self.proc = None
+        return code
+
+    def restart(self) -> Mount:
+        """Unmount and mount again: nothing cached in the daemon or the kernel survives."""
+        code = self.stop()
+        assert code == 0, f"ssecfs exited with {code}:\n{self.log()}"
+        return self.start()
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def __truediv__(self, name: str) -> Path:
+        return self.path / name
