@@ -4,6 +4,9 @@
 #                create .venv with the project installed in editable mode + test extras
 #   make test    deps, then the whole pytest suite (unit + e2e against Ceph RGW and SeaweedFS)
 #   make unit    deps, then the unit tests only
+#   make install-helpers   (part of deps) symlink mount.ssecfs, mount.fuse.ssecfs into /sbin and
+#                ssecfs into /usr/local/bin, pointing at this checkout's .venv, so that
+#                `mount -t ssecfs`, /etc/fstab and the systemd units work (root or sudo -n only)
 #   make demo    deps, then scripts/demo.sh
 #   make clean   stop test servers left under .state/, remove .venv and build droppings
 #
@@ -29,20 +32,21 @@ APT_PKGS := fuse3 libfuse3-dev pkg-config gcc \
 
 export DEBIAN_FRONTEND := noninteractive
 
-.PHONY: all deps apt test unit e2e demo demo-stop clean
+.PHONY: all deps apt install-helpers uninstall-helpers test unit e2e demo demo-stop clean
 
 all: test
 
-deps: apt $(VENV_STAMP)
+deps: apt $(VENV_STAMP) install-helpers
 
 # Install only what is missing; `apt-get update` only when something has to be installed.
 # python3-venv / python3-dev are added only when the python3 on PATH lacks venv/ensurepip
 # or its C headers (pyfuse3 compiles from source).
 apt:
-	@missing=""; \
+	@installed=" $$(dpkg-query -W -f='$${db:Status-Abbrev}$${Package}\n' $(APT_PKGS) 2>/dev/null \
+	  | awk '/^ii /{printf "%s ", $$2}' || true)"; \
+	missing=""; \
 	for p in $(APT_PKGS); do \
-	  dpkg-query -W -f='$${Status}' "$$p" 2>/dev/null | grep -q '^install ok installed$$' \
-	    || missing="$$missing $$p"; \
+	  [[ "$$installed" == *" $$p "* ]] || missing="$$missing $$p"; \
 	done; \
 	if ! command -v $(PYTHON) >/dev/null 2>&1; then \
 	  missing="$$missing python3 python3-venv python3-dev"; \
@@ -72,6 +76,48 @@ $(VENV_STAMP): pyproject.toml
 	$(VPY) -m pip install -q -e '.[test]'
 	@touch $@
 
+# mount(8) (util-linux libmount) looks for helpers in /sbin, /sbin/fs.d and /sbin/fs only: the
+# `mount -t ssecfs` / fstab / .mount-unit tests need these links. Idempotent; a link pointing
+# elsewhere is re-pointed here, a real file is left alone (with a warning). Not root and no
+# password-less sudo: skipped with a note, and those tests skip (fail under CI=true).
+SBINDIR ?= /sbin
+BINDIR  ?= /usr/local/bin
+HELPERS := $(SBINDIR)/mount.ssecfs=mount.ssecfs $(SBINDIR)/mount.fuse.ssecfs=mount.fuse.ssecfs \
+	$(BINDIR)/ssecfs=ssecfs
+
+install-helpers: $(VENV_STAMP)
+	@todo=""; \
+	for pair in $(HELPERS); do \
+	  link=$${pair%%=*}; target="$(CURDIR)/$(VENV)/bin/$${pair##*=}"; \
+	  [[ "$$(readlink "$$link" 2>/dev/null)" == "$$target" ]] && continue; \
+	  if [[ -e "$$link" && ! -L "$$link" ]]; then \
+	    echo "make install-helpers: $$link is not a symlink: leaving it alone" >&2; continue; \
+	  fi; \
+	  todo="$$todo $$link=$$target"; \
+	done; \
+	[[ -z "$$todo" ]] && exit 0; \
+	sudo=""; \
+	if [[ $$(id -u) != 0 ]]; then \
+	  if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then sudo="sudo -n"; \
+	  else echo "make install-helpers: not root: skipped; run 'sudo make install-helpers'" \
+	    "for mount -t ssecfs" >&2; exit 0; fi; \
+	fi; \
+	for pair in $$todo; do \
+	  link=$${pair%%=*}; target=$${pair#*=}; \
+	  echo "make install-helpers: $$link -> $$target"; \
+	  $$sudo mkdir -p "$$(dirname "$$link")"; \
+	  $$sudo ln -sfn "$$target" "$$link"; \
+	done
+
+# Remove only the links that point into this checkout.
+uninstall-helpers:
+	@for pair in $(HELPERS); do \
+	  link=$${pair%%=*}; \
+	  if [[ "$$(readlink "$$link" 2>/dev/null)" == "$(CURDIR)/"* ]]; then \
+	    echo "rm $$link"; rm -f "$$link"; \
+	  fi; \
+	done
+
 # pytest exit code 5 means "no tests collected": treat it as a failure, never as success.
 define run_pytest
 	@set +e; $(VPY) -m pytest -ra $(PYTEST_ARGS) $(1); rc=$$?; set -e; \
@@ -96,9 +142,9 @@ demo-stop:
 
 clean:
 	@if [[ -x $(VPY) && -d .state ]]; then \
-	  for d in .state/*/; do \
-	    [[ -f "$$d/server.json" ]] && $(VPY) -m tests.servers stop "$$d" || true; \
+	  find .state -name server.json -printf '%h\n' | while read -r d; do \
+	    $(VPY) -m tests.servers stop "$$d" || true; \
 	  done; \
 	fi
-	rm -rf $(VENV) .state .pytest_cache build dist *.egg-info
+	rm -rf $(VENV) .state .pytest_cache .mypy_cache .ruff_cache build dist *.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,9 +1,21 @@
 """Command line: `ssecfs mount|keygen|key-md5` and the mount(8) helper `mount.ssecfs`.
 
 User errors print one line, "ssecfs: <what is wrong and what to do>", and exit with the codes
-in `errors.py`; no traceback reaches the terminal. In the background mode the process forks:
-the parent waits on a pipe until the child is serving (then checks that the mountpoint
-answers) or has failed, and exits 0 or with the child's reason and code.
+in `errors.py`; no traceback reaches the terminal.
+
+Background mode (the default, and always for mount(8)): the process forks. The parent waits on
+a pipe until the child's filesystem answers a stat(2) of the mounted root, then exits 0; or
+until the child reports why it could not mount (one line and an exit code, which the parent
+prints and exits with), or dies. So `mount` never returns with a half-mounted directory.
+
+How mount(8) reaches ssecfs (util-linux 2.38, Debian 12; libmount searches /sbin, /sbin/fs.d
+and /sbin/fs for helpers):
+- `mount -t ssecfs SRC DIR -o OPTS` runs `/sbin/mount.ssecfs SRC DIR [-sfnv] -o OPTS`;
+- `mount -t fuse.ssecfs …` runs `/sbin/mount.fuse.ssecfs SRC DIR … -o OPTS`; without that
+  helper libmount falls back to `/sbin/mount.fuse` (mount.fuse3), which runs
+  `/bin/sh -c 'ssecfs SRC DIR -o OPTS,dev,suid'` with `ssecfs` from $PATH: `main` accepts that
+  form too. mount(8) has already dropped `defaults`, `noauto` and `x-*`; `-f` is mount's
+  "fake" (check everything, mount nothing), `-s` "sloppy" (unknown options are warnings).
 """
 
 from __future__ import annotations
@@ -12,8 +24,10 @@ import argparse
 import dataclasses
 import logging
 import os
+import signal
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from .config import MountConfig, OptionError, apply_o_options, split_bucket
 from .errors import EXIT_MOUNT, EXIT_USAGE, UserError
@@ -21,6 +35,8 @@ from .keys import SseCKey, generate_key_file, load_key_fd, load_key_file
 
 log = logging.getLogger(__name__)
 PROG = "ssecfs"
+COMMANDS = ("mount", "keygen", "key-md5")
+FS_TYPES = ("ssecfs", "fuse.ssecfs")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -34,13 +50,18 @@ def build_parser() -> argparse.ArgumentParser:
                 "SSE-C (customer-provided keys).")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
     m = sub.add_parser("mount", help="mount a bucket", description="Mount BUCKET[/PREFIX] on "
-                       "MOUNTPOINT. Returns once the filesystem is serving unless -f is given.")
+                       "MOUNTPOINT. Returns once the filesystem answers, unless -f is given.")
     m.add_argument("source", metavar="BUCKET[/PREFIX]")
     m.add_argument("mountpoint", metavar="MOUNTPOINT")
     add_mount_options(m)
-    k = sub.add_parser("keygen", help="write a new random 32-byte key file (mode 0600)")
+    k = sub.add_parser("keygen", help="write a new random 32-byte key file (mode 0600)",
+                       description="Write 32 random bytes to PATH, created with mode 0600. "
+                       "An existing file is never overwritten.")
     k.add_argument("path")
-    h = sub.add_parser("key-md5", help="print base64(MD5(key)), the value S3 echoes")
+    h = sub.add_parser("key-md5", help="print base64(MD5(key)), the value S3 echoes",
+                       description="Print base64(MD5(key)): the SSECustomerKeyMD5 that S3 "
+                       "echoes and that `openssl dgst -md5 -binary KEY | base64` computes "
+                       "for a raw key file.")
     h.add_argument("path")
     return p
 
@@ -55,36 +76,52 @@ def add_mount_options(m: argparse.ArgumentParser) -> None:
     m.add_argument("--profile", metavar="P", help="AWS profile for the credentials")
     m.add_argument("--ca-bundle", metavar="PATH",
                    help="CA certificates to verify the endpoint with (overrides AWS_CA_BUNDLE)")
-    m.add_argument("-f", "--foreground", action="store_true", help="stay in the foreground")
+    m.add_argument("--log-file", metavar="PATH",
+                   help="log to PATH (default: stderr with -f, else syslog, else "
+                        "/var/log/ssecfs.log)")
+    m.add_argument("-f", "--foreground", action="store_true",
+                   help="stay in the foreground (systemd Type=notify services)")
     m.add_argument("-o", dest="options", action="append", default=[], metavar="OPT[,OPT...]",
-                   help="mount options, see docs/usage.md")
+                   help="mount options, as in /etc/fstab; see docs/usage.md")
     m.add_argument("--debug", action="store_true",
                    help="log every S3 request (never keys or credentials)")
 
 
-def config_from_args(args: argparse.Namespace) -> MountConfig:
+_PATH_OPTIONS = ("key_file", "ca_bundle", "log_file")
+_TEXT_OPTIONS = ("endpoint_url", "region", "profile") + _PATH_OPTIONS
+
+
+def config_from_args(args: argparse.Namespace, sloppy: bool = False) -> MountConfig:
     bucket, prefix = split_bucket(args.source)
     cfg = MountConfig(bucket=bucket, prefix=prefix,
                       mountpoint=os.path.abspath(args.mountpoint))
-    cfg = apply_o_options(cfg, args.options)
-    explicit = {name: getattr(args, name) for name in
-                ("key_file", "key_fd", "endpoint_url", "region", "profile", "ca_bundle")
-                if getattr(args, name) is not None}
-    if args.foreground:
+
+    def unknown(name: str) -> None:
+        print(f"{PROG}: ignoring unknown option -o {name} (sloppy mount)", file=sys.stderr)
+
+    cfg = apply_o_options(cfg, args.options, on_unknown=unknown if sloppy else None)
+    explicit: dict[str, Any] = {
+        name: getattr(args, name) for name in ("key_file", "key_fd", "endpoint_url", "region",
+                                               "profile", "ca_bundle", "log_file")
+        if getattr(args, name, None) is not None}
+    if getattr(args, "foreground", False):
         explicit["foreground"] = True
-    if args.debug:
+    if getattr(args, "debug", False):
         explicit["debug"] = True
     cfg = dataclasses.replace(cfg, **explicit)
+    # "-o endpoint_url=" (an empty value from an unset variable in a unit) means "not given"
+    unset: dict[str, Any] = {name: None for name in _TEXT_OPTIONS if getattr(cfg, name) == ""}
+    cfg = dataclasses.replace(cfg, **unset)
     if cfg.key_file is None and cfg.key_fd is None:
         raise OptionError("no key given: pass --key-file PATH (or -o key_file=PATH)")
     if cfg.key_file is not None and cfg.key_fd is not None:
         raise OptionError("give the key once: --key-file or --key-fd, not both")
-    if cfg.key_file is not None:
-        cfg = dataclasses.replace(cfg, key_file=os.path.abspath(cfg.key_file))
-    if cfg.ca_bundle is not None:
-        cfg = dataclasses.replace(cfg, ca_bundle=os.path.abspath(cfg.ca_bundle))
-        if not os.path.isfile(cfg.ca_bundle):
-            raise OptionError(f"CA bundle {cfg.ca_bundle} does not exist")
+    # the daemon changes to / : make every path absolute now
+    absolute: dict[str, Any] = {name: os.path.abspath(getattr(cfg, name))
+                                for name in _PATH_OPTIONS if getattr(cfg, name) is not None}
+    cfg = dataclasses.replace(cfg, **absolute)
+    if cfg.ca_bundle is not None and not os.path.isfile(cfg.ca_bundle):
+        raise OptionError(f"CA bundle {cfg.ca_bundle} does not exist")
     return cfg
 
 
@@ -95,70 +132,99 @@ def load_key(cfg: MountConfig) -> SseCKey:
     return load_key_file(cfg.key_file)
 
 
-def run_mount(cfg: MountConfig) -> int:
+def prepare_mount(cfg: MountConfig) -> tuple[SseCKey, logging.Handler]:
+    """Every check that needs no network: endpoint scheme, key, mountpoint, log target."""
     # imported here so that keygen and --help work without FUSE libraries
-    from .log import register_secret, setup_logging
+    from .log import choose_target, open_handler, register_key_bytes, register_secret
     from .mount import check_mountpoint
     from .store.s3 import check_endpoint_url
 
     check_endpoint_url(cfg.endpoint_url)
     key = load_key(cfg)
-    for form in (key.b64, key.raw.hex()):
-        register_secret(form)
-    try:
-        register_secret(key.raw.decode("utf-8"))
-    except UnicodeDecodeError:
-        pass
-    secret = os.environ.get("AWS_SECRET_ACCESS_KEY")
-    if secret:
-        register_secret(secret)
+    register_key_bytes(key.raw)
+    for name in ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
+        secret = os.environ.get(name)
+        if secret:
+            register_secret(secret)
     check_mountpoint(cfg.mountpoint)
+    handler = open_handler(choose_target(cfg.foreground, cfg.log_file))
+    return key, handler
+
+
+def run_mount(cfg: MountConfig, verbose: bool = False) -> int:
+    from .log import install_handler
+
+    key, handler = prepare_mount(cfg)
     if cfg.foreground:
-        setup_logging(cfg.debug, foreground=True)
+        install_handler(handler, cfg.debug)
         return _serve(cfg, key, lambda: None)
-    return _daemonize(cfg, key)
+    pid = _daemonize(cfg, key, handler)
+    if verbose:
+        print(f"{PROG}: s3://{cfg.bucket}/{cfg.prefix} mounted on {cfg.mountpoint} "
+              f"(pid {pid})", file=sys.stderr)
+    return 0
 
 
-def _serve(cfg: MountConfig, key: SseCKey, ready: object) -> int:
+def _ignore_late_signal(signum: int, frame: Any) -> None:
+    # Only reached for a stop signal that trio re-delivers after serve() has finished: the
+    # mount is already down and its exit status decided.
+    log.debug("ignoring %s: already stopped", signal.Signals(signum).name)
+
+
+def _serve(cfg: MountConfig, key: SseCKey, ready: Any) -> int:
     import trio
 
-    from .mount import serve
-    return trio.run(serve, cfg, key, ready)
+    from .mount import STOP_SIGNALS, serve
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, _ignore_late_signal)
+    try:
+        return trio.run(serve, cfg, key, ready)
+    except UserError:
+        raise
+    except Exception:
+        log.exception("the mount failed unexpectedly")
+        raise UserError("unexpected failure; the log has the details (run with -f --debug "
+                        "to see it on the terminal)", EXIT_MOUNT) from None
 
 
-def _daemonize(cfg: MountConfig, key: SseCKey) -> int:
-    """Fork; the parent returns once the child serves (0) or reports why it could not."""
+def _daemonize(cfg: MountConfig, key: SseCKey, handler: logging.Handler) -> int:
+    """Fork; return the daemon's pid once it serves, or raise its reason as a UserError."""
     read_fd, write_fd = os.pipe()
     pid = os.fork()
     if pid > 0:
         os.close(write_fd)
         with os.fdopen(read_fd, "rb") as pipe:
-            message = pipe.read()
-        if message.startswith(b"READY"):
             try:
-                os.stat(cfg.mountpoint)
-            except OSError as exc:
-                raise UserError(f"the filesystem at {cfg.mountpoint} does not answer: "
-                                f"{exc.strerror}", EXIT_MOUNT) from None
-            return 0
-        _, _, rest = message.partition(b" ")
-        code, _, text = rest.partition(b" ")
-        if not text:
-            os.waitpid(pid, 0)
-            raise UserError("the mount process died before it was ready; run with -f --debug "
-                            "to see why", EXIT_MOUNT)
-        raise UserError(text.decode(errors="replace"), int(code or EXIT_MOUNT))
-    # child
-    os.close(read_fd)
-    os.setsid()
-    os.chdir("/")
-    devnull = os.open(os.devnull, os.O_RDWR)
-    for fd in (0, 1):
-        os.dup2(devnull, fd)
-    from .log import setup_logging
-    setup_logging(cfg.debug, foreground=False)
-    os.dup2(devnull, 2)  # from here on, only the log handler speaks
-    os.close(devnull)
+                message = pipe.read()
+            except KeyboardInterrupt:
+                # Ctrl-C while waiting: the daemon (in its own session) must not go on to
+                # mount behind the user's back; SIGTERM makes it give up or unmount
+                os.kill(pid, signal.SIGTERM)
+                os.waitpid(pid, 0)
+                raise UserError(f"interrupted: {cfg.mountpoint} was not mounted", 130) \
+                    from None
+        if message.startswith(b"READY"):
+            return pid
+        _, status = os.waitpid(pid, 0)
+        code = os.waitstatus_to_exitcode(status)
+        if message.startswith(b"ERROR "):
+            _, code_text, text = message.decode(errors="replace").split(" ", 2)
+            raise UserError(text, int(code_text))
+        raise UserError(f"the mount process died before {cfg.mountpoint} was ready "
+                        f"(exit status {code}); run with -f --debug to see why", EXIT_MOUNT)
+    # the daemon: detach from the terminal and from the caller's session and directory
+    try:
+        os.close(read_fd)
+        os.setsid()
+        os.chdir("/")
+        devnull = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(devnull, fd)
+        os.close(devnull)
+        from .log import install_handler
+        install_handler(handler, cfg.debug)  # from here on, only the log speaks
+    except BaseException:
+        os._exit(EXIT_MOUNT)
 
     def ready() -> None:
         nonlocal write_fd
@@ -167,23 +233,42 @@ def _daemonize(cfg: MountConfig, key: SseCKey) -> int:
             os.close(write_fd)
             write_fd = -1
 
-    code = 1
+    def report(code: int, text: str) -> None:
+        if write_fd >= 0:
+            os.write(write_fd, f"ERROR {code} {text}".encode())
+
+    code = EXIT_MOUNT
     try:
         code = _serve(cfg, key, ready)
     except UserError as exc:
         log.error("%s", exc)
-        if write_fd >= 0:
-            os.write(write_fd, f"ERROR {exc.exit_code} {exc}".encode())
+        report(exc.exit_code, str(exc))
         code = exc.exit_code
     except BaseException:
         log.exception("the mount process failed")
-        if write_fd >= 0:
-            os.write(write_fd, f"ERROR {EXIT_MOUNT} unexpected failure; see the system log".encode())
-        code = EXIT_MOUNT
+        report(EXIT_MOUNT, "unexpected failure; see the log")
+    logging.shutdown()
     os._exit(code)
 
 
+def key_md5(path: str) -> int:
+    key = load_key_file(path)
+    print(key.md5_b64)
+    with open(path, "rb") as f:
+        if f.read() != key.raw:
+            print(f"{PROG}: note: {path} holds the key as text or base64; this is the MD5 of "
+                  f"the 32 key bytes, which S3 echoes (openssl over the file itself differs)",
+                  file=sys.stderr)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if len(argv) >= 2 and argv[0] not in COMMANDS and not argv[0].startswith("-") \
+            and not argv[1].startswith("-"):
+        # `ssecfs SOURCE MOUNTPOINT -o OPTIONS`: what mount.fuse3 runs for
+        # `mount -t fuse.ssecfs` when /sbin/mount.fuse.ssecfs is not installed
+        return fstab_main(argv, prog=PROG)
     try:
         args = build_parser().parse_args(argv)
         if args.command == "keygen":
@@ -192,8 +277,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                   f"safe: without it the data is lost")
             return 0
         if args.command == "key-md5":
-            print(load_key_file(args.path).md5_b64)
-            return 0
+            return key_md5(args.path)
         return run_mount(config_from_args(args))
     except UserError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
@@ -202,25 +286,49 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-def fstab_main(argv: Sequence[str] | None = None) -> int:
-    """mount(8) helper: `mount.ssecfs BUCKET[/PREFIX] MOUNTPOINT [-sfnv] [-o OPTS]`."""
+def build_helper_parser(prog: str) -> argparse.ArgumentParser:
+    """mount(8)'s helper interface: `SOURCE MOUNTPOINT [-sfnv] [-N NS] [-o OPTS] [-t TYPE]`."""
+    p = _Parser(prog=prog, description="mount(8) helper for ssecfs: "
+                "mount -t ssecfs BUCKET[/PREFIX] MOUNTPOINT -o key_file=PATH[,OPTIONS]")
+    p.add_argument("source", metavar="BUCKET[/PREFIX]")
+    p.add_argument("mountpoint", metavar="MOUNTPOINT")
+    p.add_argument("-o", dest="options", action="append", default=[], metavar="OPTS",
+                   help="comma-separated options, as in /etc/fstab; see docs/usage.md")
+    p.add_argument("-s", dest="sloppy", action="store_true", help="ignore unknown options")
+    p.add_argument("-f", dest="fake", action="store_true",
+                   help="fake: check everything, mount nothing (mount(8)'s -f)")
+    p.add_argument("-n", dest="no_mtab", action="store_true", help="accepted, no effect")
+    p.add_argument("-v", dest="verbose", action="store_true", help="say what was mounted")
+    p.add_argument("-t", dest="type", metavar="TYPE", help="ssecfs or fuse.ssecfs")
+    p.add_argument("-N", dest="namespace", metavar="NS", help="refused: not supported")
+    return p
+
+
+def helper_config(argv: Sequence[str], prog: str = "mount.ssecfs") \
+        -> tuple[MountConfig, argparse.Namespace]:
+    """Parse a mount(8) helper command line into the mount's config (no I/O)."""
+    ns = build_helper_parser(prog).parse_args(list(argv))
+    if ns.type is not None and ns.type not in FS_TYPES:
+        raise UserError(f"filesystem type {ns.type!r} is not ssecfs", EXIT_USAGE)
+    if ns.namespace is not None:
+        raise UserError("mount -N (another mount namespace) is not supported", EXIT_USAGE)
+    args = argparse.Namespace(source=ns.source, mountpoint=ns.mountpoint, options=ns.options)
+    return config_from_args(args, sloppy=ns.sloppy), ns
+
+
+def fstab_main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
+    """mount(8) helper (`mount.ssecfs`, `mount.fuse.ssecfs`); always the background mode
+    unless `-o foreground` is given."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    p = _Parser(prog="mount.ssecfs")
-    p.add_argument("source")
-    p.add_argument("mountpoint")
-    p.add_argument("-o", dest="options", action="append", default=[])
-    for flag in ("-s", "-n", "-v"):  # sloppy, no-mtab, verbose: passed by mount(8)
-        p.add_argument(flag, action="store_true")
-    p.add_argument("-f", "--foreground", action="store_true")
+    prog = prog or os.path.basename(sys.argv[0] or "mount.ssecfs")
     try:
-        ns = p.parse_args(argv)
-        args = argparse.Namespace(source=ns.source, mountpoint=ns.mountpoint,
-                                  options=ns.options, key_file=None, key_fd=None,
-                                  endpoint_url=None, region=None, profile=None, ca_bundle=None,
-                                  foreground=ns.foreground, debug=False)
-        return run_mount(config_from_args(args))
+        cfg, ns = helper_config(argv, prog)
+        if ns.fake:
+            prepare_mount(cfg)
+            return 0
+        return run_mount(cfg, verbose=ns.verbose)
     except UserError as exc:
-        print(f"mount.ssecfs: {exc}", file=sys.stderr)
+        print(f"{prog}: {exc}", file=sys.stderr)
         return exc.exit_code
 
 

@@ -2,7 +2,12 @@
 
 Defaults live here and only here. `-o` options (command line, mount(8) and /etc/fstab) are
 parsed by `apply_o_options`, which knows every option's type; an unknown option is an error
-that names it. Options that belong to mount(8) or systemd are accepted and dropped or mapped.
+that names it. Options that belong to mount(8) or systemd are accepted and dropped or mapped:
+
+- dropped: `_netdev`, `nofail`, `noauto`, `auto`, `user`, `users`, `defaults`, `x-*` … (they
+  steer mount(8) and systemd's fstab generator, which have acted on them before ssecfs runs);
+- honoured: `ro`/`rw`, and `dev`/`nodev`, `suid`/`nosuid`, `exec`/`noexec`, which go to the
+  kernel (the last of a pair wins; libfuse's default is nosuid,nodev).
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ class MountConfig:
     ca_bundle: str | None = None
     foreground: bool = False
     debug: bool = False
+    log_file: str | None = None  # None: stderr in the foreground, syslog (or a file) else
     # attributes of objects that carry no s3fs metadata
     uid: int = dataclasses.field(default_factory=os.getuid)
     gid: int = dataclasses.field(default_factory=os.getgid)
@@ -164,19 +170,25 @@ OPTIONS: dict[str, _Option] = {
     "connect_timeout": _Option("connect_timeout", float),
     "read_timeout": _Option("read_timeout", float),
     "debug": _Option("debug", _parse_bool, flag=True),
+    "log_file": _Option("log_file", str),
     "foreground": _Option("foreground", _parse_bool, flag=True),
 }
 
 # Options of mount(8), fstab and systemd that mean nothing to ssecfs: accepted and dropped.
+# mount(8) strips some of them before it runs the helper, mount.fuse3 others; a line of
+# /etc/fstab may also reach ssecfs through `ssecfs mount -o`, so all are accepted everywhere.
 IGNORED_OPTIONS = frozenset(
     {"_netdev", "nofail", "noauto", "auto", "user", "users", "nouser", "defaults", "owner",
-     "group", "sync", "async", "atime", "noatime", "relatime", "norelatime", "strictatime",
-     "nodiratime", "diratime", "lazytime", "nolazytime", "silent", "loud"}
+     "noowner", "group", "nogroup", "sync", "async", "dirsync", "atime", "noatime",
+     "relatime", "norelatime", "strictatime", "nostrictatime", "nodiratime", "diratime",
+     "lazytime", "nolazytime", "silent", "loud", "nosymfollow", "symfollow"}
 )
-# Passed on to the kernel as they are.
-KERNEL_OPTIONS = frozenset({"dev", "nodev", "suid", "nosuid", "exec", "noexec"})
-IGNORED_PREFIXES = ("x-systemd.", "x-")
-IGNORED_WITH_VALUE = frozenset({"comment"})
+# Passed on to the kernel; of each pair the last one given wins.
+KERNEL_OPTION_PAIRS = {"dev": "nodev", "suid": "nosuid", "exec": "noexec"}
+KERNEL_OPTIONS = frozenset(KERNEL_OPTION_PAIRS) | frozenset(KERNEL_OPTION_PAIRS.values())
+IGNORED_PREFIXES = ("x-",)  # x-systemd.*, x-gvfs-*…: userspace options, comments
+IGNORED_WITH_VALUE = frozenset({"comment", "context", "fscontext", "defcontext",
+                                "rootcontext"})
 
 
 def split_o_options(values: Iterable[str]) -> list[tuple[str, str | None]]:
@@ -192,8 +204,20 @@ def split_o_options(values: Iterable[str]) -> list[tuple[str, str | None]]:
     return out
 
 
-def apply_o_options(cfg: MountConfig, values: Iterable[str]) -> MountConfig:
-    """Return `cfg` with the -o options applied; raise OptionError naming a bad one."""
+def _kernel_pair(name: str) -> frozenset[str]:
+    for on, off in KERNEL_OPTION_PAIRS.items():
+        if name in (on, off):
+            return frozenset((on, off))
+    return frozenset((name,))
+
+
+def apply_o_options(cfg: MountConfig, values: Iterable[str],
+                    on_unknown: Callable[[str], None] | None = None) -> MountConfig:
+    """Return `cfg` with the -o options applied; raise OptionError naming a bad one.
+
+    `on_unknown` (mount -s, "sloppy"): called with the name of each unknown option, which is
+    then skipped instead of being an error.
+    """
     changes: dict[str, object] = {}
     kernel: list[str] = list(cfg.fuse_options)
     for name, arg in split_o_options(values):
@@ -201,11 +225,18 @@ def apply_o_options(cfg: MountConfig, values: Iterable[str]) -> MountConfig:
                 or name.startswith(IGNORED_PREFIXES):
             continue
         if name in KERNEL_OPTIONS:
-            kernel.append(name)
+            if arg is not None:
+                raise OptionError(f"option -o {name} takes no value")
+            pair = _kernel_pair(name)
+            kernel = [k for k in kernel if k not in pair] + [name]
             continue
         opt = OPTIONS.get(name)
         if opt is None:
-            raise OptionError(f"unknown option -o {name} (see 'ssecfs mount --help' or docs/usage.md)")
+            if on_unknown is not None:
+                on_unknown(name)
+                continue
+            raise OptionError(f"unknown option -o {name} "
+                              f"(see 'ssecfs mount --help' or docs/usage.md)")
         if arg is None:
             if not opt.flag:
                 raise OptionError(f"option -o {name} needs a value: -o {name}=VALUE")

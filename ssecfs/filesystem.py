@@ -102,6 +102,7 @@ class OpenFile:
     new: bool = False  # created here, not yet in the bucket
     unlinked: bool = False
     handles: int = 0
+    pinned: bool = False  # keeps the last handle's inode reference while dirty (release)
     lock: trio.Lock = field(default_factory=trio.Lock)
 
     @property
@@ -570,7 +571,12 @@ class Filesystem:
         if h.reader is not None:
             h.reader.close()
         f.handles -= 1
-        self.inodes.closed(f.ino)
+        if f.handles == 0 and f.dirty and not f.pinned:
+            # keep this handle's reference: were the inode dropped when the kernel forgets
+            # it, the path would lose its inode, hiding the kept data and losing it at unmount
+            f.pinned = True
+        else:
+            self.inodes.closed(f.ino)
         if f.handles == 0:
             if f.dirty:
                 # flush failed earlier (close() returned an error): keep the data for unmount
@@ -578,6 +584,9 @@ class Filesystem:
                 log.warning("%s was closed with changes not in the bucket; they are kept and "
                             "retried at the next open, fsync or unmount", path)
                 return
+            if f.pinned:
+                f.pinned = False
+                self.inodes.closed(f.ino)
             if f.buffer is not None:
                 f.buffer.close()
             del self._files[f.ino]
@@ -648,6 +657,20 @@ class Filesystem:
         return any(not f.unlinked and paths.is_within(self.inodes.path_or_none(f.ino) or "", path)
                    and self.inodes.path_or_none(f.ino) != path for f in self._files.values())
 
+    async def _keep_parent(self, path: str) -> None:
+        """After `path` left its directory: if that directory existed only because of keys
+        below it (no marker) and is now empty, give it a marker, as POSIX keeps it."""
+        parent = paths.parent_of(path)
+        if not parent:
+            return
+        page = await self.store.list_page(paths.dir_key(self.prefix, parent), delimiter=None,
+                                          max_keys=1)
+        if page.objects or page.prefixes:
+            return
+        attr = self._attrs.get(parent) or self._implied_dir_attr()
+        await self.store.put(paths.dir_key(self.prefix, parent), b"", meta_from_attr(attr),
+                             content_type_for(Kind.DIR))
+
     async def rmdir(self, parent_ino: int, name: str) -> None:
         self._writable()
         path = paths.join(self.inodes.path(parent_ino), name)
@@ -658,6 +681,7 @@ class Filesystem:
             if await self._has_children(path):
                 raise NotEmpty(path)
             await self.store.delete(paths.dir_key(self.prefix, path))
+            await self._keep_parent(path)
             self._removed_dirs.add(path)
             self._forget_path(path)
             self.inodes.unlink(path)
@@ -674,6 +698,7 @@ class Filesystem:
                 f.unlinked = True
             if f is None or not f.new:
                 await self.store.delete(self._key(path))
+                await self._keep_parent(path)
             self._forget_path(path)
             self.inodes.unlink(path)
 
@@ -707,8 +732,9 @@ class Filesystem:
                 await self._rename_dir(old, new)
             else:
                 await self._rename_file(old, new, src)
-            if dst is not None and dst.kind is Kind.DIR:
-                await self.store.delete(paths.dir_key(self.prefix, new))
+            if paths.parent_of(old) != paths.parent_of(new):
+                await self._keep_parent(old)
+            # a directory target was empty: _rename_dir wrote its marker anew, keep it
             target = self._file_at(new)
             if target is not None and target is not self._file_at(old):
                 target.unlinked = True
@@ -763,7 +789,10 @@ class Filesystem:
             # an implied directory: give the new one a marker so it exists even when empty
             attr = await self.stat_path(old)
             await self.store.put(new_pfx, b"", meta_from_attr(attr), content_type_for(Kind.DIR))
-        await self.store.delete_many(keys)
+        # children before the markers of their directories (reverse order puts every key
+        # before its prefixes): SeaweedFS keeps listing a directory forever when its marker
+        # goes before its last child
+        await self.store.delete_many(sorted(keys, reverse=True))
         self._removed_dirs.add(old)
         self._removed_dirs.discard(new)
         for f in self._files.values():
@@ -798,7 +827,19 @@ class Filesystem:
                     self._attrs.put(path, new_attr)
                 return Entry(ino, new_attr, self.cfg.cache_ttl)
             if attr.kind is Kind.SYMLINK:
-                return Entry(ino, attr, self.cfg.cache_ttl)  # s3fs ignores these too
+                # owner and times (lchown, utimensat(AT_SYMLINK_NOFOLLOW): rsync -a, tar, cp -a)
+                # are kept by rewriting the small object; a symlink's mode is always 0777
+                changes.pop("mode", None)
+                if not changes:
+                    return Entry(ino, attr, self.cfg.cache_ttl)
+                new_attr = attr.with_(**changes)
+                key = self._key(path)
+                body = await self.store.get_range(key, None,
+                                                  encrypted=attr.key_state is not KeyState.PLAIN)
+                await self.store.put(key, body, meta_from_attr(new_attr),
+                                     content_type_for(Kind.SYMLINK))
+                self._attrs.put(path, new_attr)
+                return Entry(ino, new_attr, self.cfg.cache_ttl)
             f = self._files.get(ino)
             temporary = f is None
             if f is None:

@@ -11,8 +11,7 @@ from __future__ import annotations
 import errno
 import functools
 import logging
-import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from typing import Any, ParamSpec, TypeVar
 
 import pyfuse3
@@ -27,7 +26,7 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-def _fuse_errors(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+def _fuse_errors(fn: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, Coroutine[Any, Any, R]]:
     @functools.wraps(fn)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
@@ -79,12 +78,12 @@ class Operations(pyfuse3.Operations):
         self.fs = fs
 
     @_fuse_errors
-    async def lookup(self, parent_inode: int, name: bytes, ctx: Any = None) -> Any:
+    async def lookup(self, parent_inode: int, name: bytes, ctx: Any) -> Any:
         log.debug("lookup %d %r", parent_inode, name)
         return _attributes(await self.fs.lookup(parent_inode, decode_name(name)))
 
     @_fuse_errors
-    async def getattr(self, inode: int, ctx: Any = None) -> Any:
+    async def getattr(self, inode: int, ctx: Any) -> Any:
         return _attributes(await self.fs.getattr(inode))
 
     async def forget(self, inode_list: Any) -> None:
@@ -172,11 +171,8 @@ class Operations(pyfuse3.Operations):
     @_fuse_errors
     async def setattr(self, inode: int, attr: Any, fields: Any, fh: int | None,
                       ctx: Any) -> Any:
-        mtime_ns: int | None = None
-        if fields.update_mtime:
-            mtime_ns = attr.st_mtime_ns
-        elif getattr(fields, "update_mtime_now", False):
-            mtime_ns = time.time_ns()
+        # pyfuse3 turns UTIME_NOW into update_mtime with the current time already
+        mtime_ns = attr.st_mtime_ns if fields.update_mtime else None
         entry = await self.fs.setattr(
             inode,
             size=attr.st_size if fields.update_size else None,

@@ -13,6 +13,7 @@ import hashlib
 import os
 import stat
 from dataclasses import dataclass, field
+from typing import Any
 
 from .errors import EXIT_KEY, UserError
 
@@ -60,7 +61,7 @@ class SseCKey:
     def __hash__(self) -> int:
         return hash(self.md5_b64)
 
-    def __reduce__(self) -> object:
+    def __reduce__(self) -> str | tuple[Any, ...]:
         raise TypeError("SseCKey cannot be pickled")
 
 

@@ -2,27 +2,39 @@
 
 Order (each step fails with a one-line UserError before anything is mounted):
 endpoint is https -> bucket answers -> key opens the objects (sampled) -> pyfuse3.init
-(mounted) -> readiness (parent process / systemd) -> serve until unmount or SIGTERM/SIGINT ->
-upload every dirty file -> unmount. Exit status EXIT_DIRTY if anything could not be uploaded.
+(mounted) -> the mounted root answers a stat(2) -> readiness (the waiting parent process of
+the background mode, READY=1 to systemd) -> serve until unmount or SIGTERM/SIGINT/SIGHUP ->
+upload every dirty file -> unmount. Exit status EXIT_DIRTY if anything could not be uploaded,
+and the log names each such file.
+
+Stopping on a signal: upload every dirty file while the filesystem is still mounted (open files
+stay open; handlers in flight finish), then end the FUSE loop and unmount (lazily, so a file
+still held open does not keep a dead mount), then upload whatever changed meanwhile. Stopping by
+umount/fusermount3 -u: the kernel refuses while files are open (EBUSY), and each close()
+uploaded its file, so only earlier failures are left to retry.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import re
 import signal
 import socket
+import stat
 from collections.abc import Callable
+from typing import Any
 
 import pyfuse3
 import trio
 
-from .attrs import KeyState
 from .config import MountConfig, fuse_mount_options
 from .errors import EXIT_DIRTY, EXIT_KEY, EXIT_MOUNT, KeyMismatch, NotFound, UserError
 from .filesystem import Filesystem
 from .fuse_ops import Operations
 from .keys import SseCKey
+from .log import register_secret
 from .store.s3 import S3Store, make_client
 
 log = logging.getLogger(__name__)
@@ -30,18 +42,39 @@ log = logging.getLogger(__name__)
 KEY_SAMPLE = 5
 
 
+def _mounts_at(path: str) -> list[str]:
+    """Filesystem types mounted at `path` (from /proc/self/mountinfo), bottom first."""
+    types: list[str] = []
+    try:
+        with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                fields = line.split()
+                sep = fields.index("-")
+                point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), fields[4])
+                if point == path:
+                    types.append(fields[sep + 1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return types
+
+
 def check_mountpoint(path: str) -> None:
-    if not os.path.exists(path):
+    """The mountpoint must be a directory that is not already an ssecfs mount."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
         raise UserError(f"mountpoint {path} does not exist: create it with mkdir -p {path}",
-                        EXIT_MOUNT)
-    if not os.path.isdir(path):
-        raise UserError(f"mountpoint {path} is not a directory", EXIT_MOUNT)
-    if os.path.ismount(path):
-        try:
-            os.stat(path)
-        except OSError:
+                        EXIT_MOUNT) from None
+    except OSError as exc:
+        if exc.errno == errno.ENOTCONN:
             raise UserError(f"{path} is a dead mount (Transport endpoint is not connected): "
-                            f"run fusermount3 -u {path} first", EXIT_MOUNT) from None
+                            f"run fusermount3 -u {path} (or umount -l {path}) first",
+                            EXIT_MOUNT) from None
+        raise UserError(f"mountpoint {path}: {exc.strerror}", EXIT_MOUNT) from None
+    if not stat.S_ISDIR(st.st_mode):
+        raise UserError(f"mountpoint {path} is not a directory", EXIT_MOUNT)
+    if "fuse.ssecfs" in _mounts_at(os.path.realpath(path)):
+        raise UserError(f"{path} is already an ssecfs mount: umount {path} first", EXIT_MOUNT)
 
 
 async def check_key(store: S3Store, prefix: str, key_file: str) -> None:
@@ -68,6 +101,11 @@ async def check_key(store: S3Store, prefix: str, key_file: str) -> None:
 
 
 def sd_notify(message: str) -> None:
+    """Tell systemd (Type=notify) how we are: READY=1, STATUS=…, STOPPING=1 (sd_notify(3)).
+
+    A datagram to $NOTIFY_SOCKET (a path, or "@name" in the abstract namespace); without the
+    variable this does nothing.
+    """
     address = os.environ.get("NOTIFY_SOCKET")
     if not address:
         return
@@ -81,16 +119,71 @@ def sd_notify(message: str) -> None:
         log.warning("could not notify systemd: %s", exc)
 
 
+class _Run:
+    """The state the signal handler shares with `serve`; one per mount."""
+
+    def __init__(self) -> None:
+        self.phase = "starting"  # -> serving -> stopping
+        self.startup = trio.CancelScope()
+        self.signal: int | None = None  # the signal that cut the start-up short
+        self.fs: Filesystem | None = None
+        self.stop_requested = False
+        self.main_running = False
+
+
+def _unwrap(exc: BaseException) -> BaseException:
+    """The one real error inside (nested) exception groups, else the group itself."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            if isinstance(_unwrap(inner), UserError):
+                return _unwrap(inner)
+    return exc
+
+
 async def serve(cfg: MountConfig, key: SseCKey, ready: Callable[[], None]) -> int:
-    client = make_client(endpoint_url=cfg.endpoint_url, region=cfg.region, profile=cfg.profile,
-                         ca_bundle=cfg.ca_bundle, retries=cfg.retries,
-                         connect_timeout=cfg.connect_timeout, read_timeout=cfg.read_timeout)
-    endpoint = str(client.meta.endpoint_url)
-    store = S3Store(client, cfg.bucket, key)
-    await store.check_bucket(cfg.prefix, endpoint)
-    if cfg.key_check:
-        await check_key(store, cfg.prefix, cfg.key_file or "the key file")
-    check_mountpoint(cfg.mountpoint)
+    """Mount, serve until unmounted or signalled, upload what is dirty; the exit status.
+
+    SIGTERM/SIGINT/SIGHUP are handled for the whole run, the final uploads included, so that a
+    second signal cannot kill the process before everything is in the bucket. The caller
+    (cli.py) installs no-op handlers for them so that trio's re-delivery of a signal that
+    arrives after this returns changes nothing.
+    """
+    run = _Run()
+    try:
+        with trio.open_signal_receiver(*STOP_SIGNALS) as signals:
+            async with trio.open_nursery() as outer:
+                outer.start_soon(_on_signals, signals, run)
+                try:
+                    return await _serve(cfg, key, ready, run)
+                finally:
+                    outer.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        raise _unwrap(group) from None
+    raise AssertionError("unreachable")  # pragma: no cover (mypy: the nursery may swallow)
+
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+READY_TIMEOUT = 60.0
+
+
+async def _serve(cfg: MountConfig, key: SseCKey, ready: Callable[[], None], run: _Run) -> int:
+    with run.startup:
+        client = make_client(endpoint_url=cfg.endpoint_url, region=cfg.region,
+                             profile=cfg.profile, ca_bundle=cfg.ca_bundle, retries=cfg.retries,
+                             connect_timeout=cfg.connect_timeout, read_timeout=cfg.read_timeout)
+        _register_credentials(client)
+        endpoint = str(client.meta.endpoint_url)
+        store = S3Store(client, cfg.bucket, key)
+        await store.check_bucket(cfg.prefix, endpoint)
+        if cfg.key_check:
+            await check_key(store, cfg.prefix, cfg.key_file or "the key file")
+        check_mountpoint(cfg.mountpoint)
+    if run.startup.cancelled_caught:
+        signum = run.signal or signal.SIGTERM
+        raise UserError(f"interrupted by {signal.Signals(signum).name} before "
+                        f"{cfg.mountpoint} was mounted", 128 + signum)
     fs = Filesystem(store, cfg)
     ops = Operations(fs)
     options = set(pyfuse3.default_options) | fuse_mount_options(cfg)
@@ -98,43 +191,99 @@ async def serve(cfg: MountConfig, key: SseCKey, ready: Callable[[], None]) -> in
         pyfuse3.init(ops, cfg.mountpoint, options)
     except RuntimeError as exc:
         raise UserError(f"cannot mount on {cfg.mountpoint}: {exc}", EXIT_MOUNT) from None
-    log.info("mounted s3://%s/%s on %s (key MD5 %s)", cfg.bucket, cfg.prefix, cfg.mountpoint,
-             key.md5_b64)
+    run.fs = fs
+    run.phase = "serving"
+    source = f"s3://{cfg.bucket}/{cfg.prefix}"
+    log.info("mounted %s on %s (endpoint %s, key from %s)", source, cfg.mountpoint, endpoint,
+             cfg.key_file or f"file descriptor {cfg.key_fd}")
     failed: list[str] = []
     try:
         async with trio.open_nursery() as nursery:
             fs.start(nursery)
-            nursery.start_soon(_on_signals, fs)
-            nursery.start_soon(_announce, ready)
-            await pyfuse3.main()
+            nursery.start_soon(_announce, cfg, source, ready)
+            if not run.stop_requested:  # a signal came between init() and here
+                run.main_running = True
+                await pyfuse3.main()
+                run.main_running = False
             nursery.cancel_scope.cancel()
+        run.phase = "stopping"
+        sd_notify("STOPPING=1")
+        dirty = fs.dirty_files()
+        if dirty:
+            log.info("uploading %d file(s) with changes before exiting: %s", len(dirty),
+                     ", ".join(dirty))
         failed = await fs.flush_all()
     finally:
-        sd_notify("STOPPING=1")
+        run.phase = "stopping"
         pyfuse3.close(unmount=True)
         fs.close()
     if failed:
-        log.error("unmounted, but %d file(s) could not be uploaded: %s", len(failed),
-                  ", ".join(failed))
+        log.error("unmounted %s, but %d file(s) could not be uploaded and are LOST: %s",
+                  cfg.mountpoint, len(failed), ", ".join(failed))
         return EXIT_DIRTY
-    log.info("unmounted %s cleanly", cfg.mountpoint)
+    log.info("unmounted %s cleanly: every change is in the bucket", cfg.mountpoint)
     return 0
 
 
-async def _announce(ready: Callable[[], None]) -> None:
-    await trio.sleep(0)
+def _register_credentials(client: Any) -> None:
+    """Keep the secret access key and session token out of the log, wherever boto3 found
+    them (environment, ~/.aws/credentials, a profile, instance metadata)."""
+    try:
+        creds = client._request_signer._credentials  # botocore keeps them here
+        frozen = creds.get_frozen_credentials() if creds is not None else None
+    except Exception:  # a private attribute: never let its absence stop a mount
+        return
+    if frozen is None:
+        return
+    for secret in (frozen.secret_key, frozen.token):
+        if secret:
+            register_secret(secret)
+
+
+def _check_answers(path: str) -> None:
+    """Runs in a thread: the kernel asks our own main loop for the root's attributes."""
+    st = os.stat(path)
+    parent = os.stat(os.path.dirname(path.rstrip("/")) or "/")
+    if st.st_dev == parent.st_dev:
+        raise UserError(f"{path} answers but is not mounted", EXIT_MOUNT)
+
+
+async def _announce(cfg: MountConfig, source: str, ready: Callable[[], None]) -> None:
+    """Readiness: only once the mounted filesystem answers a stat(2) of its root."""
+    with trio.move_on_after(READY_TIMEOUT) as scope:
+        try:
+            await trio.to_thread.run_sync(_check_answers, cfg.mountpoint,
+                                          abandon_on_cancel=True)
+        except OSError as exc:
+            raise UserError(f"{cfg.mountpoint} was mounted but does not answer: "
+                            f"{exc.strerror}", EXIT_MOUNT) from None
+    if scope.cancelled_caught:
+        raise UserError(f"{cfg.mountpoint} was mounted but did not answer within "
+                        f"{READY_TIMEOUT:.0f}s", EXIT_MOUNT)
+    log.info("ready: %s answers on %s", source, cfg.mountpoint)
     ready()
-    sd_notify("READY=1")
+    sd_notify(f"READY=1\nSTATUS=Serving {source} on {cfg.mountpoint}")
 
 
-async def _on_signals(fs: Filesystem) -> None:
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
-        async for signum in signals:
-            log.info("received %s: uploading dirty files, then unmounting",
-                     signal.Signals(signum).name)
+async def _on_signals(signals: Any, run: _Run) -> None:
+    async for signum in signals:
+        name = signal.Signals(signum).name
+        if run.phase == "starting":
+            log.info("received %s while starting: giving up", name)
+            run.signal = signum
+            run.startup.cancel()
+        elif run.phase == "serving" and not run.stop_requested:
+            run.stop_requested = True
+            assert run.fs is not None
+            dirty = run.fs.dirty_files()
+            log.info("received %s: uploading %d file(s) with changes%s, then unmounting", name,
+                     len(dirty), f" ({', '.join(dirty)})" if dirty else "")
             sd_notify("STOPPING=1")
-            failed = await fs.flush_all()
+            failed = await run.fs.flush_all()  # the final flush tries these again
             if failed:
-                log.error("could not upload: %s", ", ".join(failed))
-            pyfuse3.terminate()
-            return
+                log.warning("could not upload yet: %s", ", ".join(failed))
+            if run.main_running:
+                pyfuse3.terminate()
+        else:
+            log.info("received %s: already stopping; still uploading (SIGKILL would lose "
+                     "what is not uploaded yet)", name)

@@ -4,7 +4,8 @@ Theory of operation: a reader keeps a few fetched or in-flight segments of the o
 read, `Readahead.plan` returns the ranges to request so that the read is covered, and, while
 reads stay sequential, enough further segments to keep `depth` ranged GETs in flight. Segment
 size starts small (a random 4 KiB read never fetches much) and doubles with each sequential
-read up to `maximum`; a seek resets it.
+read up to `maximum`, but stays within twice the bytes read in a row, and the read-ahead
+within those bytes: a short run of reads fetches little more than it reads. A seek resets it.
 """
 
 from __future__ import annotations
@@ -76,28 +77,38 @@ class Readahead:
         self.request_size = initial
         self.sequential = False
         self._next = 0  # where a sequential reader reads next
+        self._run = 0  # bytes read one after the other so far (this sequential run)
 
     def advise(self, offset: int, size: int) -> None:
         """Record a read; grow the request size while reads follow each other."""
         self.sequential = offset == self._next and offset > 0
         if self.sequential:
             self.request_size = min(self.request_size * 2, self.maximum)
-        elif offset != self._next:
-            self.request_size = self.initial
+            self._run += size
+        else:
+            if offset != self._next:
+                self.request_size = self.initial
+            self._run = size
         self._next = offset + size
+
+    def _segment_size(self) -> int:
+        # grow with what the reader has read in a row, not with the number of READs: the
+        # kernel splits one 1 MiB read(2) (Python's buffer is st_blksize) into 8 sequential
+        # READs, which must not turn a small read of a big object into depth x 16 MiB of GETs
+        return min(self.request_size, max(2 * self._run, self.initial))
 
     def plan(self, want: ByteRange, have: Sequence[ByteRange], file_size: int) -> list[ByteRange]:
         """Ranges to request now: what `want` lacks, then read-ahead while sequential."""
         out: list[ByteRange] = []
+        segment = self._segment_size()
         for gap in missing(want, have):
             # one request per gap, stretched to the request size (bounded by the file)
-            out.append(ByteRange(gap.start, min(max(gap.end, gap.start + self.request_size),
-                                                file_size)))
+            out.append(ByteRange(gap.start, min(max(gap.end, gap.start + segment), file_size)))
         if self.sequential:
             pos = covered_until(want.start, [*have, *out])
-            horizon = min(file_size, want.end + self.request_size * self.depth)
+            horizon = min(file_size, want.end + min(segment * self.depth, self._run))
             while pos < horizon:
-                end = min(pos + self.request_size, file_size)
+                end = min(pos + segment, file_size)
                 out.append(ByteRange(pos, end))
                 pos = end
         return _merge_overlaps(out, have)

@@ -22,8 +22,8 @@ import os
 import re
 import secrets
 import signal
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 

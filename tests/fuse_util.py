@@ -14,8 +14,14 @@ import subprocess
 
 import pytest
 
-__all__ = ["requires_fuse", "require_fuse", "fuse_missing_reason", "in_ci", "is_mounted",
-           "unmount"]
+__all__ = [
+    "fuse_missing_reason",
+    "in_ci",
+    "is_mounted",
+    "require_fuse",
+    "requires_fuse",
+    "unmount",
+]
 
 #: marker; the hook in tests/conftest.py turns it into a skip (or, under CI, a failure)
 requires_fuse = pytest.mark.requires_fuse

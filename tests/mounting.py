@@ -8,6 +8,7 @@ and kill if it hangs). The daemon's log is kept in a file for assertions and for
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -25,6 +26,42 @@ def sse(key: bytes) -> dict[str, Any]:
     return {"SSECustomerAlgorithm": "AES256", "SSECustomerKey": key}
 
 
+@dataclass(frozen=True)
+class Request:
+    """One S3 request from the daemon's --debug log (store/s3.py logs one line per request):
+    "UploadPart big.bin part 2 (5242880 bytes) -> ok in 0.1s" is
+    Request("UploadPart", "big.bin", " part 2 (5242880 bytes)", "ok")."""
+
+    op: str
+    key: str
+    detail: str
+    status: str
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    @property
+    def body_bytes(self) -> int:
+        """The byte count in the detail ("(N bytes)"), 0 if there is none."""
+        m = re.search(r"\((\d+) bytes\)", self.detail)
+        return int(m.group(1)) if m else 0
+
+    @property
+    def source_range(self) -> tuple[int, int] | None:
+        """[start, end) of an UploadPartCopy / ranged GetObject ("[a-b)"), else None."""
+        m = re.search(r"\[(\d+)-(\d+)\)", self.detail)
+        return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+_REQUEST_LINE = re.compile(r"ssecfs\.store\.s3: (\w+) (\S+)(.*) -> (.+?) in [0-9.]+s$", re.M)
+
+
+def requests_in(log_text: str) -> list[Request]:
+    """The S3 requests logged in `log_text` (a slice of Mount.log()), in order."""
+    return [Request(*m.groups()) for m in _REQUEST_LINE.finditer(log_text)]
+
+
 @dataclass
 class Mount:
     server: S3Server
@@ -35,6 +72,7 @@ class Mount:
     log_path: Path
     options: list[str] = field(default_factory=list)
     proc: subprocess.Popen[bytes] | None = None
+    endpoint: str | None = None  # mount through this URL instead of server.endpoint (a proxy)
 
     # ---------------------------------------------------------------- S3 side helpers
     @property
@@ -53,6 +91,29 @@ class Mount:
     def head(self, key: str) -> dict[str, Any]:
         return self.client.head_object(Bucket=self.bucket, Key=key, **sse(self.key))
 
+    def get_without_key_status(self, key: str) -> int:
+        """HTTP status of a GET of `key` without the SSE-C key (200 would be a leak)."""
+        import botocore.exceptions
+
+        try:
+            self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        except botocore.exceptions.ClientError as exc:
+            return int(exc.response["ResponseMetadata"]["HTTPStatusCode"])
+        return 200
+
+    def uploads(self) -> list[tuple[str, str]]:
+        """(key, upload id) of the unfinished multipart uploads in the bucket."""
+        resp = self.client.list_multipart_uploads(Bucket=self.bucket)
+        return [(u["Key"], u["UploadId"]) for u in resp.get("Uploads", [])]
+
+    def log_mark(self) -> int:
+        """Current length of the log: pass it to requests() to see only what came after."""
+        return len(self.log())
+
+    def requests(self, since: int = 0) -> list[Request]:
+        """S3 requests the daemon logged (after log position `since`)."""
+        return requests_in(self.log()[since:])
+
     def keys(self, prefix: str = "") -> list[str]:
         out: list[str] = []
         for page in self.client.get_paginator("list_objects_v2").paginate(
@@ -63,7 +124,8 @@ class Mount:
     # ---------------------------------------------------------------- mount life cycle
     def command(self, *extra: str) -> list[str]:
         return [*SSECFS, "mount", self.bucket, str(self.path), "--key-file", str(self.key_file),
-                "--endpoint-url", self.server.endpoint, "--ca-bundle", self.server.ca_bundle,
+                "--endpoint-url", self.endpoint or self.server.endpoint,
+                "--ca-bundle", self.server.ca_bundle,
                 *extra]
 
     def env(self) -> dict[str, str]:

@@ -45,20 +45,21 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 __all__ = [
+    "KINDS",
     "S3Server",
     "ServerError",
-    "KINDS",
+    "load",
     "start",
     "start_rgw",
     "start_seaweedfs",
     "stop",
     "stop_dir",
-    "load",
 ]
 
 KINDS = ("rgw", "seaweedfs")
@@ -105,16 +106,16 @@ class S3Server:
         """botocore Config that works against these servers (path style, no CRC trailers)."""
         from botocore.config import Config
 
-        kw: dict[str, Any] = dict(
-            s3={"addressing_style": "path"},
+        kw: dict[str, Any] = {
+            "s3": {"addressing_style": "path"},
             # botocore >= 1.36 sends aws-chunked bodies with a CRC32 trailer by default;
             # radosgw 16 answers 411 MissingContentLength to those.
-            request_checksum_calculation="when_required",
-            response_checksum_validation="when_required",
-            retries={"max_attempts": 3, "mode": "standard"},
-            connect_timeout=10,
-            read_timeout=120,
-        )
+            "request_checksum_calculation": "when_required",
+            "response_checksum_validation": "when_required",
+            "retries": {"max_attempts": 3, "mode": "standard"},
+            "connect_timeout": 10,
+            "read_timeout": 120,
+        }
         kw.update(overrides)
         return Config(**kw)
 
@@ -131,14 +132,14 @@ class S3Server:
         cfg = self.client_config()
         if extra_cfg is not None:
             cfg = cfg.merge(extra_cfg)
-        params: dict[str, Any] = dict(
-            endpoint_url=self.endpoint,
-            region_name=self.region,
-            aws_access_key_id=self.access_key,
-            aws_secret_access_key=self.secret_key,
-            verify=self.ca_bundle,
-            config=cfg,
-        )
+        params: dict[str, Any] = {
+            "endpoint_url": self.endpoint,
+            "region_name": self.region,
+            "aws_access_key_id": self.access_key,
+            "aws_secret_access_key": self.secret_key,
+            "verify": self.ca_bundle,
+            "config": cfg,
+        }
         params.update(kw)
         # a fresh Session per client: boto3's default session is not thread-safe
         return boto3.session.Session().client("s3", **params)
@@ -165,12 +166,17 @@ class S3Server:
         with contextlib.suppress(Exception):
             for page in client.get_paginator("list_objects_v2").paginate(Bucket=name):
                 keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
-                if keys:
+                if not keys:
+                    continue
+                try:
+                    resp = client.delete_objects(Bucket=name,
+                                                 Delete={"Objects": keys, "Quiet": True})
+                    left = [{"Key": e["Key"]} for e in resp.get("Errors", [])]
+                except Exception:  # DeleteObjects refused (Content-MD5 rules): one by one
+                    left = keys
+                for k in left:
                     with contextlib.suppress(Exception):
-                        client.delete_objects(Bucket=name, Delete={"Objects": keys, "Quiet": True})
-                    for k in keys:  # in case DeleteObjects is refused (Content-MD5 rules)
-                        with contextlib.suppress(Exception):
-                            client.delete_object(Bucket=name, Key=k["Key"])
+                        client.delete_object(Bucket=name, Key=k["Key"])
         with contextlib.suppress(Exception):
             client.delete_bucket(Bucket=name)
 
@@ -353,7 +359,7 @@ def _run(cmd: list[str], log: Path, env: dict[str, str] | None = None, timeout: 
         err.flush()
         try:
             rc = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                                env=env, timeout=timeout).returncode
+                                env=env, timeout=timeout, check=False).returncode
         except subprocess.TimeoutExpired:
             raise ServerError(f"{what or cmd[0]} timed out after {timeout:.0f}s (see {log})")
         except OSError as e:
@@ -432,9 +438,10 @@ def _credentials(state: Path) -> tuple[str, str]:
 
 def _read_info(state: Path) -> dict[str, Any] | None:
     try:
-        return json.loads((state / INFO_FILE).read_text())
+        info = json.loads((state / INFO_FILE).read_text())
     except (OSError, ValueError):
         return None
+    return info if isinstance(info, dict) else None
 
 
 def _write_info(state: Path, info: dict[str, Any]) -> None:
@@ -572,7 +579,7 @@ mon cluster log file = {logd}/cluster.log
 [osd]
 osd data = {state}/osd/$cluster-$id
 osd objectstore = memstore
-memstore device bytes = {int(os.environ.get("SSECFS_RGW_MEM_BYTES", 8 << 30))}
+memstore device bytes = {int(os.environ.get("SSECFS_RGW_MEM_BYTES") or 8 << 30)}
 osd op num shards = 2
 osd op num threads per shard = 2
 [client.rgw.a]
@@ -695,8 +702,9 @@ def _probe_s3(server: S3Server, timeout: float) -> None:
 
 
 def find_weed() -> str:
-    """The `weed` binary: $SSECFS_WEED, next to sys.executable (venv), or on PATH."""
-    cands = [os.environ.get("SSECFS_WEED", ""), str(Path(sys.executable).parent / "weed")]
+    """The `weed` binary: $SSECFS_WEED, next to sys.executable, the repo's .venv, or PATH."""
+    cands = [os.environ.get("SSECFS_WEED", ""), str(Path(sys.executable).parent / "weed"),
+             str(Path(__file__).resolve().parents[1] / ".venv" / "bin" / "weed")]
     with contextlib.suppress(Exception):
         from importlib.metadata import files
 
@@ -751,8 +759,10 @@ def start_seaweedfs(state_dir: str | os.PathLike[str], *,
         "actions": ["Admin", "Read", "Write", "List", "Tagging"],
     }]}, indent=2) + "\n")
     os.chmod(s3cfg, 0o600)
-    sock = lambda n: (  # noqa: E731 -- unix sockets under the state dir if the path is short
-        [f"-{n}.localSocket={state / (n + '.sock')}"] if len(str(state)) < 90 else [])
+
+    def sock(n: str) -> list[str]:  # unix sockets under the state dir if the path is short
+        return [f"-{n}.localSocket={state / (n + '.sock')}"] if len(str(state)) < 90 else []
+
     cmd = [
         weed, f"-logdir={logd}", "server",
         f"-dir={data}",  # also the marker for /proc/PID/cmdline checks
@@ -775,16 +785,15 @@ def start_seaweedfs(state_dir: str | os.PathLike[str], *,
     endpoint = f"https://127.0.0.1:{ports['s3_https']}"
     server = S3Server(kind="seaweedfs", endpoint=endpoint, ca_bundle=str(ca), access_key=ak,
                       secret_key=sk, region=REGION, state_dir=str(state), http_endpoint=None)
-    out = open(logd / "weed.out", "ab")
     try:
-        out.write(("$ " + " ".join(cmd) + "\n").encode())
-        out.flush()
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                cwd=state, start_new_session=True)
+        with open(logd / "weed.out", "ab") as out:
+            out.write(("$ " + " ".join(cmd) + "\n").encode())
+            out.flush()
+            # own session: a Ctrl-C in the terminal must not hit it; stopped by pid only
+            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out,
+                                    stderr=subprocess.STDOUT, cwd=state, start_new_session=True)
     except OSError as e:
-        raise ServerError(f"cannot run {weed}: {e}")
-    finally:
-        out.close()
+        raise ServerError(f"cannot run {weed}: {e}") from e
     (state / "weed.pid").write_text(f"{proc.pid}\n")
     marker = _weed_marker(state)
 
@@ -950,6 +959,10 @@ def main(argv: list[str] | None = None) -> int:
             return 0
     except ServerError as e:
         print(f"tests.servers: error: {e}", file=sys.stderr)
+        return 1
+    except ImportError as e:
+        print(f"tests.servers: error: {e.name or e} is missing: run `make deps` and use "
+              f".venv/bin/python -m tests.servers", file=sys.stderr)
         return 1
     print(_USAGE, file=sys.stderr)
     return 2

@@ -1,0 +1,270 @@
+"""Failures: an upload that fails must fail close() and lose nothing; spills hold no plaintext.
+
+The mount talks to the test server through a small TCP proxy in this process. The proxy can
+refuse every connection (the server is "down"), or drop a connection once it has carried more
+than a few hundred KiB (large bodies fail, small requests such as AbortMultipartUpload still
+pass). TLS goes end to end through it: the server's certificate is for 127.0.0.1, which the
+proxy's address is too.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+import struct
+import threading
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from tests.mounting import Mount
+from tests.servers import S3Server
+
+MiB = 1024 * 1024
+
+
+class Proxy:
+    """127.0.0.1 TCP proxy in front of one port. Modes: "pass", "refuse" (accept and reset
+    at once), "small" (reset a connection after `limit` bytes from the client)."""
+
+    def __init__(self, target_port: int, limit: int = 256 * 1024) -> None:
+        self.target_port = target_port
+        self.limit = limit
+        self.mode = "pass"
+        self.connections = 0
+        self._live: set[socket.socket] = set()
+        self._lock = threading.Lock()
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(0.2)
+        self.port = self._listener.getsockname()[1]
+        self._closed = False
+        self._thread = threading.Thread(target=self._accept_loop, daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+    def set_mode(self, mode: str) -> None:
+        """Switch modes; open connections are reset so pooled ones cannot slip through."""
+        assert mode in ("pass", "refuse", "small")
+        with self._lock:
+            self.mode = mode
+            live, self._live = list(self._live), set()
+        for s in live:
+            _reset(s)
+
+    def close(self) -> None:
+        self._closed = True
+        self.set_mode("refuse")
+        self._thread.join(5)
+        self._listener.close()
+
+    def _accept_loop(self) -> None:
+        while not self._closed:
+            try:
+                client, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            with self._lock:
+                mode = self.mode
+                self.connections += 1
+            if mode == "refuse":
+                _reset(client)
+                continue
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.target_port), timeout=10)
+            except OSError:
+                _reset(client)
+                continue
+            upstream.settimeout(None)
+            with self._lock:
+                self._live.update((client, upstream))
+            limit = self.limit if mode == "small" else None
+            threading.Thread(target=self._pump, args=(client, upstream, limit),
+                             daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client, None),
+                             daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket, limit: int | None) -> None:
+        carried = 0
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                carried += len(data)
+                if limit is not None and carried > limit:
+                    break
+                dst.sendall(data)
+        except OSError:
+            pass
+        for s in (src, dst):
+            _reset(s)
+            with self._lock:
+                self._live.discard(s)
+
+
+def _reset(s: socket.socket) -> None:
+    """Close with an RST (SO_LINGER 0): the peer sees ECONNRESET, not a clean EOF."""
+    try:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    except OSError:
+        pass
+    try:
+        s.close()
+    except OSError:
+        pass
+
+
+@pytest.fixture
+def proxy(s3server: S3Server):
+    p = Proxy(urlsplit(s3server.endpoint).port)  # type: ignore[arg-type]
+    yield p
+    p.close()
+
+
+@pytest.fixture
+def proxied(proxy: Proxy, mount_factory) -> Mount:
+    """A mount through `proxy`, with 2 attempts per request so failures come quickly."""
+    m = mount_factory(["retries=2", "part_size=5M", "connect_timeout=5", "read_timeout=20"],
+                      start=False)
+    m.endpoint = proxy.url
+    return m.start()
+
+
+def forget_inodes() -> None:
+    """Make the kernel drop unused dentries and inodes (FUSE FORGETs them). Root only;
+    a no-op elsewhere."""
+    try:
+        Path("/proc/sys/vm/drop_caches").write_text("2")
+    except OSError:
+        pass
+
+
+def close_fails(f) -> OSError:
+    with pytest.raises(OSError) as exc:
+        f.close()
+    return exc.value
+
+
+def test_failed_upload_fails_close_and_is_retried(proxied: Mount, proxy: Proxy) -> None:
+    mnt = proxied
+    small = os.urandom(200_000)
+    big = os.urandom(12 * MiB + 1)
+    later = os.urandom(50_000)
+
+    # the server is unreachable when the files are closed
+    fs = open(mnt / "small.bin", "wb")
+    fs.write(small)
+    fb = open(mnt / "big.bin", "wb")
+    fb.write(big)
+    fl = open(mnt / "later.bin", "wb")
+    fl.write(later)
+    proxy.set_mode("refuse")
+    started = time.monotonic()
+    for f in (fs, fb, fl):
+        exc = close_fails(f)
+        assert exc.errno == errno.EIO, exc
+    assert time.monotonic() - started < 60
+    assert "upload of small.bin failed" in mnt.log()
+
+    # nothing reached the bucket, and the mount still shows what was written, even after
+    # the kernel forgot the closed files' inodes (as under memory pressure)
+    proxy.set_mode("pass")
+    forget_inodes()
+    assert mnt.keys() == []
+    assert (mnt / "small.bin").stat().st_size == len(small)
+    assert (mnt / "big.bin").read_bytes() == big
+
+    # a later fsync through a new handle uploads the kept data
+    fd = os.open(mnt / "small.bin", os.O_RDWR)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    assert mnt.get("small.bin") == small
+    with open(mnt / "big.bin", "r+b") as f:  # so does the close of a new writable handle
+        f.seek(0, os.SEEK_END)
+        f.write(b"!")
+    assert mnt.get("big.bin") == big + b"!"
+    assert mnt.uploads() == []
+    assert "later.bin" not in mnt.keys()
+
+    # and unmounting uploads the rest (exit status 0: nothing was lost)
+    assert mnt.stop() == 0, mnt.log()
+    assert mnt.get("later.bin") == later
+    assert mnt.get_without_key_status("later.bin") in (400, 403)
+    assert mnt.uploads() == []
+
+
+def test_multipart_upload_fails_midway_and_is_aborted(proxied: Mount, proxy: Proxy) -> None:
+    """Parts fail (connections carrying big bodies are reset) while small requests pass:
+    the multipart upload is aborted, close() fails, and a retry later stores everything."""
+    mnt = proxied
+    data = os.urandom(16 * MiB)
+    old = os.urandom(1000)
+    (mnt / "m.bin").write_bytes(old)
+    f = open(mnt / "m.bin", "wb")
+    f.write(data)
+    proxy.set_mode("small")
+    exc = close_fails(f)
+    assert exc.errno == errno.EIO, exc
+    proxy.set_mode("pass")
+    reqs = mnt.requests()
+    assert any(r.op == "CreateMultipartUpload" and r.ok for r in reqs)
+    assert any(r.op == "UploadPart" and not r.ok for r in reqs)
+    assert any(r.op == "AbortMultipartUpload" and r.ok for r in reqs)
+    assert mnt.uploads() == [], "the failed multipart upload was not aborted"
+    assert mnt.get("m.bin") == old  # the object is untouched until an upload completes
+
+    fd = os.open(mnt / "m.bin", os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    assert mnt.get("m.bin") == data
+    assert mnt.uploads() == []
+
+
+def test_unmount_while_server_down_reports_loss(proxied: Mount, proxy: Proxy) -> None:
+    """Unmounting with data that cannot be uploaded: the daemon says so (exit status 6)."""
+    mnt = proxied
+    f = open(mnt / "lost.bin", "wb")
+    f.write(b"cannot be stored")
+    proxy.set_mode("refuse")
+    close_fails(f)
+    code = mnt.stop()
+    assert code == 6, mnt.log()
+    assert "lost.bin" in mnt.log().split("could not be uploaded", 1)[-1]
+
+
+def test_spill_file_holds_no_plaintext(mount_factory, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    mnt = mount_factory(["write_buffer_memory=1M", f"cache_dir={cache}"])
+    marker = b"SSECFS-PLAINTEXT-MARKER-0123456789-"
+    data = (marker * (8 * MiB // len(marker) + 1))[: 8 * MiB]
+    with open(mnt / "spilled.bin", "wb") as f:
+        f.write(data)
+        f.flush()
+        # the file is still open: its pages are in the daemon, most of them spilled
+        spills = [p for p in cache.rglob("*") if p.is_file()]
+        assert spills, f"no spill file in {cache}"
+        assert sum(p.stat().st_size for p in spills) >= 6 * MiB
+        for p in spills:
+            assert stat_mode(p) == 0o600, p
+            blob = p.read_bytes()
+            assert marker[:16] not in blob, f"plaintext in {p}"
+            assert data[:4096] not in blob
+    assert mnt.get("spilled.bin") == data
+    mnt.stop()
+    assert [p for p in cache.rglob("*") if p.is_file()] == [], "spill file left behind"
+
+
+def stat_mode(p: Path) -> int:
+    return p.stat().st_mode & 0o777

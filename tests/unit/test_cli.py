@@ -1,0 +1,321 @@
+"""The command line without mounting: mount(8)/fstab option parsing, keygen, key-md5, and the
+log set-up that keeps every secret out of the log."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import os
+import re
+import shutil
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from ssecfs import cli
+from ssecfs import log as ssecfs_log
+from ssecfs.config import MountConfig, apply_o_options, fuse_mount_options
+from ssecfs.errors import EXIT_KEY, EXIT_USAGE, UserError
+
+SYSTEMD_DIR = Path(__file__).resolve().parents[2] / "systemd"
+
+
+@pytest.fixture
+def ca(tmp_path: Path) -> Path:
+    path = tmp_path / "ca.pem"
+    path.write_text("not really a CA\n")
+    return path
+
+
+def helper(*argv: str) -> MountConfig:
+    cfg, _ = cli.helper_config(list(argv))
+    return cfg
+
+
+# ------------------------------------------------------------------ mount.ssecfs / fstab options
+
+
+def test_fstab_line_with_every_documented_option(ca: Path) -> None:
+    # what mount(8) passes for: mybkt/photos /mnt/x ssecfs key_file=…,…,ro,_netdev,nofail 0 0
+    cfg = helper("mybkt/photos", "/mnt/x", "-o",
+                 f"rw,key_file=/etc/ssecfs/x.key,endpoint_url=https://s3.example.com:8443,"
+                 f"ca_bundle={ca},profile=backup,region=eu-west-3,allow_other,uid=1000,"
+                 f"gid=100,umask=027,ro,_netdev,nofail")
+    assert (cfg.bucket, cfg.prefix, cfg.mountpoint) == ("mybkt", "photos/", "/mnt/x")
+    assert cfg.key_file == "/etc/ssecfs/x.key"
+    assert cfg.endpoint_url == "https://s3.example.com:8443"
+    assert cfg.ca_bundle == str(ca)
+    assert (cfg.profile, cfg.region) == ("backup", "eu-west-3")
+    assert cfg.allow_other and cfg.read_only  # "ro" after mount's leading "rw" wins
+    assert (cfg.uid, cfg.gid, cfg.umask) == (1000, 100, 0o027)
+    assert (cfg.file_mode, cfg.dir_mode) == (0o640, 0o750)
+    assert not cfg.foreground  # the helper always daemonizes unless -o foreground
+
+
+@pytest.mark.parametrize("opts", [
+    "_netdev", "nofail", "noauto", "auto", "user", "users", "nouser", "defaults", "rw",
+    "x-systemd.automount", "x-systemd.requires=network-online.target",
+    "x-systemd.mount-timeout=30s", "x-systemd.idle-timeout=10min", "x-gvfs-show",
+    "comment=systemd.automount", "noatime", "relatime", "sync", "async",
+])
+def test_mount_and_systemd_options_are_accepted_and_dropped(opts: str) -> None:
+    cfg = helper("b", "/mnt", "-o", f"key_file=/k,{opts}")
+    assert cfg.fuse_options == ()
+    assert not cfg.read_only
+
+
+@pytest.mark.parametrize(("opts", "kernel"), [
+    ("nosuid,nodev,noexec", {"nosuid", "nodev", "noexec"}),
+    ("dev,suid,exec", {"dev", "suid", "exec"}),
+    # mount(8) expands "user" to nosuid,noexec,nodev; a later "dev" or "exec" wins
+    ("nosuid,noexec,nodev,user,dev", {"nosuid", "noexec", "dev"}),
+    ("suid,nosuid,suid", {"suid"}),
+])
+def test_dev_suid_exec_reach_the_kernel_last_one_wins(opts: str, kernel: set[str]) -> None:
+    cfg = helper("b", "/mnt", "-o", f"key_file=/k,{opts}")
+    assert set(cfg.fuse_options) == kernel
+    assert kernel <= fuse_mount_options(cfg)
+
+
+def test_options_in_several_o_arguments_and_flags_mount_passes(ca: Path) -> None:
+    cfg, ns = cli.helper_config(["b", "/mnt", "-s", "-n", "-v", "-o", "key_file=/k",
+                                 "-o", "allow_other", "-t", "fuse.ssecfs"])
+    assert cfg.allow_other and ns.sloppy and ns.no_mtab and ns.verbose and not ns.fake
+    _, ns = cli.helper_config(["b", "/mnt", "-f", "-o", "key_file=/k"])
+    assert ns.fake  # mount -f: "fake", never "foreground"
+
+
+def test_unknown_option_is_one_line_naming_it(capsys: pytest.CaptureFixture[str]) -> None:
+    code = cli.fstab_main(["b", "/mnt", "-o", "rw,key_file=/k,allow_other,frobnicate=3"],
+                          prog="mount.ssecfs")
+    err = capsys.readouterr().err
+    assert code == EXIT_USAGE
+    assert err.count("\n") == 1 and err.startswith("mount.ssecfs: ")
+    assert "frobnicate" in err
+
+
+def test_sloppy_mount_warns_and_goes_on(capsys: pytest.CaptureFixture[str]) -> None:
+    cfg, _ = cli.helper_config(["b", "/mnt", "-s", "-o", "key_file=/k,frobnicate,ro"])
+    assert cfg.read_only
+    assert "ignoring unknown option -o frobnicate" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["b", "/mnt", "-o", "allow_other"], "no key given"),
+    (["b", "/mnt", "-o", "key_file=/k,uid=alice"], "bad value for -o uid"),
+    (["b", "/mnt", "-o", "key_file=/k,nosuid=1"], "takes no value"),
+    (["b", "/mnt", "-o", "key_file=/k,ca_bundle=/does/not/exist"], "does not exist"),
+    (["b", "/mnt", "-t", "ext4", "-o", "key_file=/k"], "not ssecfs"),
+    (["b", "/mnt", "-N", "/proc/1/ns/mnt", "-o", "key_file=/k"], "namespace"),
+    (["/mnt"], "required"),
+])
+def test_bad_helper_command_lines(argv: list[str], message: str) -> None:
+    with pytest.raises(UserError, match=message) as info:
+        cli.helper_config(argv)
+    assert info.value.exit_code == EXIT_USAGE
+
+
+def test_relative_paths_become_absolute_and_empty_values_mean_unset(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ca: Path) -> None:
+    monkeypatch.chdir(tmp_path)
+    cfg = helper("b", "mnt", "-o", "key_file=k.key,ca_bundle=ca.pem,log_file=l.log,"
+                                   "endpoint_url=,region=,profile=")
+    assert cfg.mountpoint == str(tmp_path / "mnt")
+    assert cfg.key_file == str(tmp_path / "k.key")
+    assert cfg.ca_bundle == str(ca)
+    assert cfg.log_file == str(tmp_path / "l.log")
+    assert (cfg.endpoint_url, cfg.region, cfg.profile) == (None, None, None)
+
+
+def test_ssecfs_accepts_what_mount_fuse3_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    # without /sbin/mount.fuse.ssecfs, mount.fuse3 runs `ssecfs SRC DIR -o OPTS,dev,suid`
+    code = cli.main(["bkt", "/mnt", "-o", "rw,key_file=/k,dev,suid,bogus"])
+    err = capsys.readouterr().err
+    assert code == EXIT_USAGE and "bogus" in err and err.startswith("ssecfs: ")
+    # ...while a plain typo is still reported as one
+    assert cli.main(["mout"]) == EXIT_USAGE
+
+
+def test_mount_subcommand_takes_o_options_too(ca: Path) -> None:
+    args = cli.build_parser().parse_args(
+        ["mount", "b/p", "/mnt", "--key-file", "/k", "-o", f"ca_bundle={ca},ro", "--debug"])
+    cfg = cli.config_from_args(args)
+    assert cfg.read_only and cfg.debug and cfg.key_file == "/k" and cfg.prefix == "p/"
+
+
+def test_unit_files_options_parse() -> None:
+    """The Options= of the .mount unit and OPTIONS= of example.conf are all ssecfs accepts."""
+    mount_unit = (SYSTEMD_DIR / "mnt-ssecfs.mount").read_text()
+    options = re.search(r"^Options=(.*)$", mount_unit, re.M)
+    assert options is not None
+    base = MountConfig(bucket="b", prefix="", mountpoint="/mnt")
+    cfg = apply_o_options(base, [options.group(1)])
+    assert cfg.key_file and cfg.endpoint_url and set(cfg.fuse_options) == {"nosuid", "nodev"}
+    conf = (SYSTEMD_DIR / "example.conf").read_text()
+    line = re.search(r"^OPTIONS=(.*)$", conf, re.M)
+    assert line is not None
+    assert apply_o_options(base, [line.group(1)]).allow_other
+    assert not re.search(r"^[^#]*KEY", conf, re.M | re.I), "example.conf must not hold a key"
+
+
+# ------------------------------------------------------------------ keygen / key-md5
+
+
+def test_keygen_writes_32_private_bytes_and_refuses_to_overwrite(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "new.key"
+    old_umask = os.umask(0)  # even with a permissive umask the file is 0600
+    try:
+        assert cli.main(["keygen", str(path)]) == 0
+    finally:
+        os.umask(old_umask)
+    data = path.read_bytes()
+    assert len(data) == 32
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    capsys.readouterr()
+    assert cli.main(["keygen", str(path)]) == EXIT_KEY
+    assert "refusing to overwrite" in capsys.readouterr().err
+    assert path.read_bytes() == data
+    other = tmp_path / "other.key"
+    assert cli.main(["keygen", str(other)]) == 0
+    assert other.read_bytes() != data
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl not installed")
+def test_key_md5_matches_the_providers_openssl_recipe(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "k.key"
+    assert cli.main(["keygen", str(path)]) == 0
+    capsys.readouterr()
+    assert cli.main(["key-md5", str(path)]) == 0
+    ours = capsys.readouterr().out.strip()
+    theirs = subprocess.run(f"cat '{path}' | openssl dgst -md5 -binary | base64", shell=True,
+                            capture_output=True, text=True, check=True).stdout.strip()
+    assert ours == theirs and len(base64.b64decode(ours)) == 16
+
+
+def test_key_md5_of_a_base64_key_file_names_the_difference(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    raw = os.urandom(32)
+    raw_path, b64_path = tmp_path / "raw.key", tmp_path / "b64.key"
+    for path, content in ((raw_path, raw), (b64_path, base64.b64encode(raw) + b"\n")):
+        path.write_bytes(content)
+        path.chmod(0o600)
+    assert cli.main(["key-md5", str(raw_path)]) == 0
+    raw_out = capsys.readouterr()
+    assert cli.main(["key-md5", str(b64_path)]) == 0
+    b64_out = capsys.readouterr()
+    assert raw_out.out == b64_out.out  # the same key, the same MD5
+    assert raw_out.err == "" and "base64" in b64_out.err
+
+
+# ------------------------------------------------------------------ logging
+
+
+@pytest.fixture
+def clean_logging() -> object:
+    """Restore the root logger and the registered secrets after a test."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    secrets = set(ssecfs_log._secrets)
+    yield None
+    for h in list(root.handlers):
+        if h not in handlers:
+            root.removeHandler(h)
+            h.close()
+    for h in handlers:
+        if h not in root.handlers:
+            root.addHandler(h)
+    root.setLevel(level)
+    ssecfs_log._secrets.clear()
+    ssecfs_log._secrets.update(secrets)
+
+
+def test_every_form_of_the_key_is_redacted_tracebacks_included(
+        tmp_path: Path, clean_logging: object) -> None:
+    raw = bytes(range(200, 232))
+    secret_access_key = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+    ssecfs_log.register_key_bytes(raw)
+    ssecfs_log.register_secret(secret_access_key)
+    path = tmp_path / "log"
+    handler = ssecfs_log.open_handler(ssecfs_log.LogTarget("file", str(path)))
+    ssecfs_log.install_handler(handler, debug=True)
+    lg = logging.getLogger("ssecfs.test")
+    forms = {"raw": raw.decode("latin-1"), "b64": base64.b64encode(raw).decode(),
+             "md5": base64.b64encode(hashlib.md5(raw).digest()).decode(),
+             "urlsafe": base64.urlsafe_b64encode(raw).decode(), "hex": raw.hex(),
+             "HEX": raw.hex().upper(), "repr": repr(raw)}
+    for name, form in forms.items():
+        lg.debug("%s form: %s", name, form)
+    lg.info("headers %r", {"x-amz-server-side-encryption-customer-key": forms["b64"]})
+    lg.warning("credentials %s", secret_access_key)
+    try:
+        try:
+            raise ValueError(f"Invalid type for parameter SSECustomerKey, value: {raw!r}")
+        except ValueError as exc:
+            raise RuntimeError("wrapped") from exc
+    except RuntimeError:
+        lg.exception("a failure whose cause holds the key")
+    handler.flush()
+    text = path.read_bytes()
+    assert b"a failure whose cause holds the key" in text and b"***" in text
+    needles = [raw, secret_access_key.encode()] + [f.encode("utf-8") for f in forms.values()]
+    needles += [repr(raw)[2:-1].encode()]
+    for needle in needles:
+        assert needle not in text, needle
+
+
+def test_short_values_are_not_registered(clean_logging: object) -> None:
+    ssecfs_log.register_secret("abc")
+    assert ssecfs_log.redact("abc abc") == "abc abc"
+
+
+def test_log_target_choice(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("JOURNAL_STREAM", raising=False)
+    choose = ssecfs_log.choose_target
+    assert choose(False, str(tmp_path / "x.log")) == ssecfs_log.LogTarget(
+        "file", str(tmp_path / "x.log"))
+    assert choose(True, None).kind == "stderr"
+    monkeypatch.setattr(ssecfs_log, "SYSLOG_SOCKET", str(tmp_path / "no-such-socket"))
+    assert choose(False, None) == ssecfs_log.LogTarget("file", ssecfs_log.default_log_file())
+    st = os.fstat(2)
+    monkeypatch.setenv("JOURNAL_STREAM", f"{st.st_dev}:{st.st_ino}")
+    assert choose(True, None).kind == "journal-stderr"
+
+
+def test_syslog_target_when_dev_log_answers(tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    sock_path = str(tmp_path / "log.sock")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as server:
+        server.bind(sock_path)
+        monkeypatch.setattr(ssecfs_log, "SYSLOG_SOCKET", sock_path)
+        target = ssecfs_log.choose_target(False, None)
+        assert target.kind == "syslog"
+        handler = ssecfs_log.open_handler(target)
+        try:
+            handler.handle(logging.makeLogRecord({"msg": "hello %s", "args": ("journal",),
+                                                  "levelno": logging.INFO,
+                                                  "levelname": "INFO", "name": "ssecfs.x"}))
+            server.settimeout(5)
+            data = server.recv(4096)
+        finally:
+            handler.close()
+    assert re.match(rb"<30>ssecfs\[\d+\]: INFO ssecfs.x: hello journal", data), data
+
+
+def test_journal_stderr_lines_carry_priorities() -> None:
+    fmt = ssecfs_log.RedactingFormatter("%(message)s", priority_prefix=True)
+    record = logging.makeLogRecord({"msg": "one\ntwo", "levelno": logging.ERROR})
+    assert fmt.format(record) == "<3>one\n<3>two"
+
+
+def test_unwritable_log_file_is_a_user_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(UserError, match="cannot write the log file"):
+        ssecfs_log.open_handler(ssecfs_log.LogTarget("file", str(blocker / "sub" / "x.log")))
