@@ -126,7 +126,9 @@ class Filesystem:
         self.defaults = Defaults(uid=cfg.uid, gid=cfg.gid, file_mode=cfg.file_mode,
                                  dir_mode=cfg.dir_mode)
         self.inodes = InodeTable()
-        self._attrs: TtlCache[str, Attr | None] = TtlCache(cfg.cache_ttl, clock=clock)
+        self._attrs: TtlCache[str, Attr] = TtlCache(cfg.cache_ttl, clock=clock)
+        # names known not to exist: tools stat before they create, git a great deal
+        self._absent: TtlCache[str, bool] = TtlCache(cfg.cache_ttl, clock=clock)
         self._listings: TtlCache[str, _Listing] = TtlCache(cfg.cache_ttl, max_entries=1000,
                                                             clock=clock)
         self._files: dict[int, OpenFile] = {}
@@ -199,6 +201,7 @@ class Filesystem:
     def _forget_path(self, path: str) -> None:
         """Drop cached knowledge of `path`, everything below it and its parent's listing."""
         self._attrs.pop_where(lambda p: paths.is_within(p, path))
+        self._absent.pop_where(lambda p: paths.is_within(p, path))
         self._listings.pop_where(lambda p: paths.is_within(p, path))
         self._listings.pop(paths.parent_of(path))
 
@@ -226,9 +229,14 @@ class Filesystem:
         if cached is not None:
             return cached
         listing = self._listings.get(paths.parent_of(path))
-        if listing is not None and paths.name_of(path) not in listing.children:
+        if self._absent.get(path) or (listing is not None
+                                      and paths.name_of(path) not in listing.children):
             raise NotFound(path)
-        attr = await self._resolve(path)
+        try:
+            attr = await self._resolve(path)
+        except NotFound:
+            self._absent.put(path, True)
+            raise
         self._attrs.put(path, attr)
         return attr
 
@@ -584,12 +592,15 @@ class Filesystem:
                 log.warning("%s was closed with changes not in the bucket; they are kept and "
                             "retried at the next open, fsync or unmount", path)
                 return
-            if f.pinned:
-                f.pinned = False
-                self.inodes.closed(f.ino)
-            if f.buffer is not None:
-                f.buffer.close()
-            del self._files[f.ino]
+            self._drop_closed(f)
+
+    def _drop_closed(self, f: OpenFile) -> None:
+        if f.buffer is not None:
+            f.buffer.close()
+        self._files.pop(f.ino, None)
+        if f.pinned:
+            f.pinned = False
+            self.inodes.closed(f.ino)
 
     # ------------------------------------------------------------------ namespace changes
     def _writable(self) -> None:
@@ -616,8 +627,7 @@ class Filesystem:
             attr = self._new_attr(Kind.FILE, mode, uid, gid)
             entry = self._entry(path, attr)
             f = self._files[entry.ino] = OpenFile(entry.ino, attr, None, new=True)
-            self._listings.pop(parent)
-            self._attrs.pop(path)
+            self._forget_path(path)
         return self._add_handle(f, writable=True), entry
 
     async def mkdir(self, parent_ino: int, name: str, mode: int, uid: int, gid: int) -> Entry:
@@ -696,6 +706,8 @@ class Filesystem:
             f = self._file_at(path)
             if f is not None:
                 f.unlinked = True
+                if f.handles == 0:
+                    self._drop_closed(f)  # a closed file kept only for a failed upload
             if f is None or not f.new:
                 await self.store.delete(self._key(path))
                 await self._keep_parent(path)
@@ -738,6 +750,8 @@ class Filesystem:
             target = self._file_at(new)
             if target is not None and target is not self._file_at(old):
                 target.unlinked = True
+                if target.handles == 0:
+                    self._drop_closed(target)
             self._forget_path(old)
             self._forget_path(new)
             self.inodes.rename(old, new)
@@ -857,7 +871,11 @@ class Filesystem:
                 try:
                     await self._flush_file(f)
                 finally:
-                    if temporary and not f.dirty:
+                    if f.handles == 0 and f.dirty and not f.pinned:
+                        # failed: keep the data reachable until a retry, as release() does
+                        f.pinned = True
+                        self.inodes.opened(ino)
+                    elif temporary and not f.dirty:
                         self._files.pop(ino, None)
             return Entry(ino, f.attr, self.cfg.cache_ttl)
 

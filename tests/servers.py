@@ -584,7 +584,8 @@ osd op num shards = 2
 osd op num threads per shard = 2
 [client.rgw.a]
 rgw data = {state}/rgw
-rgw frontends = beast endpoint=127.0.0.1:{http_port} ssl_endpoint=127.0.0.1:{https_port} ssl_certificate={crt} ssl_private_key={key}
+# tcp_nodelay: without it every LIST and empty PUT waits ~50 ms (Nagle + delayed ACK)
+rgw frontends = beast tcp_nodelay=1 endpoint=127.0.0.1:{http_port} ssl_endpoint=127.0.0.1:{https_port} ssl_certificate={crt} ssl_private_key={key}
 rgw crypt require ssl = true
 rgw thread pool size = 64
 rgw dns name = localhost

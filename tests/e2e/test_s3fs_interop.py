@@ -7,10 +7,10 @@ s3fs is mounted with the SSE-C command line from docs (use_sse=custom:KEYFILE wi
 base64, CURL_CA_BUNDLE for the test CA).
 
 Server differences (measured): s3fs 1.90 stores files over its 10 MiB multipart threshold
-without SSE-C on Ceph RGW 16 (silently: the object is plaintext); s3fs changes attributes of an existing object (chmod, chown,
-touch -d) with a CopyObject onto itself, which Ceph RGW 16 answers with 501 for SSE-C objects,
-so those fail there (EOPNOTSUPP); and SeaweedFS keeps no metadata on "dir/" objects, so no
-client can store a directory's mode or mtime there.
+without SSE-C on Ceph RGW 16 (silently: the object is plaintext); s3fs changes attributes of
+an existing object (chmod, chown, touch -d) with a CopyObject onto itself, which Ceph RGW 16
+answers with 501 for SSE-C objects, so those fail there (EOPNOTSUPP); and SeaweedFS keeps no
+metadata on "dir/" objects, so no client can store a directory's mode or mtime there.
 """
 
 from __future__ import annotations

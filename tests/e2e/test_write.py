@@ -15,7 +15,6 @@ import stat
 import subprocess
 import time
 
-import pytest
 
 from tests.mounting import Mount, Request
 from tests.servers import S3Server
@@ -32,7 +31,8 @@ def check_object(mnt: Mount, key: str, expected: bytes | bytearray) -> None:
     """The object holds exactly `expected` (boto3 with the key and the mount agree), and
     the server refuses to hand it out without the key."""
     got = mnt.get(key)
-    assert len(got) == len(expected), f"{key}: {len(got)} bytes in the bucket, expected {len(expected)}"
+    assert len(got) == len(expected), \
+        f"{key}: {len(got)} bytes in the bucket, expected {len(expected)}"
     assert got == bytes(expected), f"{key}: bucket content differs from what was written"
     assert (mnt / key).read_bytes() == bytes(expected), f"{key}: mount shows other bytes"
     status = mnt.get_without_key_status(key)
