@@ -32,7 +32,7 @@ APT_PKGS := fuse3 libfuse3-dev pkg-config gcc \
 
 export DEBIAN_FRONTEND := noninteractive
 
-.PHONY: all deps apt install-helpers uninstall-helpers test unit e2e demo demo-stop clean
+.PHONY: all deps apt install-helpers uninstall-helpers test lint unit e2e demo demo-stop clean
 
 all: test
 
@@ -125,8 +125,13 @@ define run_pytest
 	exit $$rc
 endef
 
-test: deps
+test: deps lint
 	$(call run_pytest,tests)
+
+# the package itself is kept clean: ruff (pyproject's rules) and mypy --strict
+lint: deps
+	$(VENV)/bin/ruff check ssecfs
+	$(VENV)/bin/mypy ssecfs
 
 unit: deps
 	$(call run_pytest,tests/unit)

@@ -141,7 +141,8 @@ class FileBuffer:
     async def truncate(self, size: int, fetch: Fetch) -> None:
         if size < self.size:
             idx, within = divmod(size, PAGE)
-            for i in [i for i in (*self._mem, *self._spilled) if i > idx or (i == idx and not within)]:
+            gone = [i for i in (*self._mem, *self._spilled) if i > idx or (i == idx and not within)]
+            for i in gone:
                 self._drop(i)
             if within and self._has(idx):
                 self._put(idx, self._get(idx)[:within])

@@ -71,6 +71,10 @@ class Stale(SsecfsError):
     errno = _errno.ESTALE
 
 
+class BadHandle(SsecfsError):
+    errno = _errno.EBADF
+
+
 class ReadOnly(SsecfsError):
     errno = _errno.EROFS
 

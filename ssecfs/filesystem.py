@@ -28,11 +28,12 @@ from dataclasses import dataclass, field
 import trio
 
 from . import paths
-from .attrs import Attr, Defaults, Kind, KeyState, attr_from_meta, content_type_for, meta_from_attr
-from .buffer import FileBuffer
+from .attrs import Attr, Defaults, KeyState, Kind, attr_from_meta, content_type_for, meta_from_attr
+from .buffer import Fetch, FileBuffer
 from .cache import TtlCache
 from .config import MountConfig
 from .errors import (
+    BadHandle,
     Exists,
     InvalidName,
     IsADirectory,
@@ -47,7 +48,7 @@ from .errors import (
     StoreError,
     UnencryptedRefused,
 )
-from .inodes import ROOT_INODE, InodeTable
+from .inodes import InodeTable
 from .ranges import ByteRange, Readahead
 from .reader import ReadHandle
 from .spill import SpillFile, remove_stale_spill_files
@@ -193,7 +194,8 @@ class Filesystem:
         return Attr(Kind.DIR, self.defaults.dir_mode, self.defaults.uid, self.defaults.gid, 0,
                     self._mount_ns)
 
-    def _report_once(self, key: str, message: str, *args: object, level: int = logging.WARNING) -> None:
+    def _report_once(self, key: str, message: str, *args: object,
+                     level: int = logging.WARNING) -> None:
         if key not in self._reported:
             self._reported.add(key)
             log.log(level, message, *args)
@@ -323,9 +325,9 @@ class Filesystem:
             page = await self.store.list_page(pfx, token=token)
             for p in page.prefixes:
                 name = paths.child_name(pfx, p)
-                if name is not None and name not in children:
-                    if not await self._is_ghost(paths.join(path, name)):
-                        children[name] = (Kind.DIR, None)
+                if name is not None and name not in children \
+                        and not await self._is_ghost(paths.join(path, name)):
+                    children[name] = (Kind.DIR, None)
             for obj in page.objects:
                 name = paths.child_name(pfx, obj.key)
                 if name is None:
@@ -468,7 +470,8 @@ class Filesystem:
         self.inodes.opened(f.ino)
         return fh
 
-    def _fetch_base(self, f: OpenFile) -> Callable[[ByteRange], object]:
+    def _fetch_base(self, f: OpenFile) -> Fetch:
+        """Reads of the object a buffer starts from (zeros where there is none)."""
         async def fetch(rng: ByteRange) -> bytes:
             if f.base is None or len(rng) == 0:
                 return bytes(len(rng))
@@ -482,7 +485,7 @@ class Filesystem:
         if f.buffer is not None:
             async with f.lock:
                 if f.buffer is not None:
-                    return await f.buffer.read(offset, size, self._fetch_base(f))  # type: ignore[arg-type]
+                    return await f.buffer.read(offset, size, self._fetch_base(f))
         if f.base is None:
             return b""
         if h.reader is None or h.reader.etag != f.base.etag or h.reader.key != f.base.key:
@@ -505,11 +508,11 @@ class Filesystem:
     async def write(self, fh: int, offset: int, data: bytes) -> int:
         h = self._handles[fh]
         if not h.writable:
-            raise SsecfsError("write on a read-only handle")
+            raise BadHandle("write on a handle opened read-only")
         f = h.file
         async with f.lock:
             buf = self._ensure_buffer(f)
-            await buf.write(offset, data, self._fetch_base(f))  # type: ignore[arg-type]
+            await buf.write(offset, data, self._fetch_base(f))
             f.attr = f.attr.with_(size=buf.size, mtime_ns=time.time_ns())
         return len(data)
 
@@ -518,7 +521,7 @@ class Filesystem:
         if f.buffer is None and f.base is not None and f.base.size == size and not f.new:
             return
         buf = self._ensure_buffer(f)
-        await buf.truncate(size, self._fetch_base(f))  # type: ignore[arg-type]
+        await buf.truncate(size, self._fetch_base(f))
         f.attr = f.attr.with_(size=size, mtime_ns=time.time_ns())
 
     async def flush(self, fh: int) -> None:
@@ -548,8 +551,8 @@ class Filesystem:
 
                     async def read(rng: ByteRange) -> bytes:
                         if buf is None:
-                            return await self._fetch_base(f)(rng)  # type: ignore[no-any-return,misc]
-                        return await buf.read(rng.start, len(rng), self._fetch_base(f))  # type: ignore[arg-type]
+                            return await self._fetch_base(f)(rng)
+                        return await buf.read(rng.start, len(rng), self._fetch_base(f))
 
                     same_object = f.base is not None and f.base.key == key
                     clean = buf.clean_ranges() if buf is not None else []

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hashlib
 import os
 import stat
@@ -124,12 +125,11 @@ def load_key_fd(fd: int) -> SseCKey:
     try:
         data = _read_all(fd, limit=4096)
     except OSError as exc:
-        raise KeyFileError(f"cannot read the key from file descriptor {fd}: {exc.strerror}") from None
+        raise KeyFileError(
+            f"cannot read the key from file descriptor {fd}: {exc.strerror}") from None
     finally:
-        try:
+        with contextlib.suppress(OSError):
             os.close(fd)
-        except OSError:
-            pass
     return parse_key(data, f"file descriptor {fd}")
 
 

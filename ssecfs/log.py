@@ -12,8 +12,9 @@ Where (first match wins; docs/usage.md "Logging"):
 
 Secrets: every handler formats through `RedactingFormatter`, which replaces every registered
 secret (the SSE-C key raw, base64, urlsafe base64, hex and Python-repr'd, and its MD5 as sent
-in the key-MD5 header; the secret access key and session token) in the *final* text, tracebacks included, before a byte is written. The
-`RedactSecrets` filter does the same on the record for any handler added by someone else.
+in the key-MD5 header; the secret access key and session token) in the *final* text,
+tracebacks included, before a byte is written. The `RedactSecrets` filter does the same on
+the record for any handler added by someone else.
 botocore, boto3, urllib3 and s3transfer stay at WARNING even with --debug, because their debug
 output prints request headers and parameters; ssecfs logs each S3 request itself (store/s3.py).
 """

@@ -9,6 +9,7 @@ processes are removed at start, ours at exit.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import secrets
@@ -74,10 +75,8 @@ class SpillFile:
             os.close(self._fd)
             self._fd = None
         if self.path is not None:
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.path)
-            except FileNotFoundError:
-                pass
             self.path = None
 
 

@@ -17,6 +17,7 @@ Rules:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -144,7 +145,8 @@ class S3Store:
             return await trio.to_thread.run_sync(partial(fn, *args, **kwargs),
                                                  limiter=self._limiter)
         except botocore.exceptions.ClientError as exc:
-            status = "%d %s" % _status(exc)
+            code, name = _status(exc)
+            status = f"{code} {name}"
             raise
         except Exception as exc:
             status = type(exc).__name__
@@ -326,12 +328,10 @@ class S3Store:
                                        for p in sorted(parts, key=lambda p: p.number)]})
 
     async def abort_multipart(self, key: str, upload_id: str) -> None:
-        try:
+        with contextlib.suppress(NotFound):
             await self._write_call("AbortMultipartUpload", key,
                                    self._client.abort_multipart_upload,
                                    Bucket=self.bucket, Key=key, UploadId=upload_id)
-        except NotFound:
-            pass
 
     async def copy(self, source: str, target: str, metadata: Mapping[str, str],
                    content_type: str, *, source_encrypted: bool = True) -> None:
