@@ -34,7 +34,9 @@ class Proxy:
         self.target_port = target_port
         self.limit = limit
         self.mode = "pass"
+        self.budget: int | None = None
         self.connections = 0
+        self.broken = 0  # connections refused or cut
         self._live: set[socket.socket] = set()
         self._lock = threading.Lock()
         self._listener = socket.create_server(("127.0.0.1", 0))
@@ -48,11 +50,13 @@ class Proxy:
     def url(self) -> str:
         return f"https://127.0.0.1:{self.port}"
 
-    def set_mode(self, mode: str) -> None:
-        """Switch modes; open connections are reset so pooled ones cannot slip through."""
+    def set_mode(self, mode: str, budget: int | None = None) -> None:
+        """Switch modes; open connections are reset so pooled ones cannot slip through.
+        With `budget`, only that many new connections get the mode, later ones pass."""
         assert mode in ("pass", "refuse", "small")
         with self._lock:
             self.mode = mode
+            self.budget = budget
             live, self._live = list(self._live), set()
         for s in live:
             _reset(s)
@@ -74,6 +78,12 @@ class Proxy:
             with self._lock:
                 mode = self.mode
                 self.connections += 1
+                if self.budget is not None:
+                    self.budget -= 1
+                    if self.budget <= 0:
+                        self.mode, self.budget = "pass", None
+                if mode != "pass":
+                    self.broken += 1
             if mode == "refuse":
                 _reset(client)
                 continue
@@ -201,6 +211,25 @@ def test_failed_upload_fails_close_and_is_retried(proxied: Mount, proxy: Proxy) 
     assert mnt.get("later.bin") == later
     assert mnt.get_without_key_status("later.bin") in (400, 403)
     assert mnt.uploads() == []
+
+
+def test_dropped_connections_are_retried_transparently(proxy: Proxy, mount_factory) -> None:
+    """A few connections cut mid-request (as a flaky network or a restarting gateway does):
+    the requests are retried with backoff and close() succeeds with every byte stored."""
+    m = mount_factory(["part_size=5M"], start=False)
+    m.endpoint = proxy.url
+    m.start()
+    small, big = os.urandom(300 * 1024), os.urandom(12 * MiB)
+    proxy.set_mode("small", budget=3)
+    with open(m / "small.bin", "wb") as f:
+        f.write(small)
+    with open(m / "big.bin", "wb") as f:
+        f.write(big)
+    assert proxy.broken >= 3, "the proxy cut no connection: the test proved nothing"
+    assert m.get("small.bin") == small
+    assert m.get("big.bin") == big
+    assert (m / "big.bin").read_bytes() == big
+    assert m.uploads() == []
 
 
 def test_multipart_upload_fails_midway_and_is_aborted(proxied: Mount, proxy: Proxy) -> None:
