@@ -101,8 +101,7 @@ def config_from_args(args: argparse.Namespace, sloppy: bool = False) -> MountCon
 
     cfg = apply_o_options(cfg, args.options, on_unknown=unknown if sloppy else None)
     explicit: dict[str, Any] = {
-        name: getattr(args, name) for name in ("key_file", "key_fd", "endpoint_url", "region",
-                                               "profile", "ca_bundle", "log_file")
+        name: getattr(args, name) for name in (*_TEXT_OPTIONS, "key_fd")
         if getattr(args, name, None) is not None}
     if getattr(args, "foreground", False):
         explicit["foreground"] = True

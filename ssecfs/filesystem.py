@@ -103,7 +103,7 @@ class OpenFile:
     new: bool = False  # created here, not yet in the bucket
     unlinked: bool = False
     handles: int = 0
-    pinned: bool = False  # keeps the last handle's inode reference while dirty (release)
+    pinned: bool = False  # holds an inode reference while closed and dirty (Filesystem._pin)
     lock: trio.Lock = field(default_factory=trio.Lock)
 
     @property
@@ -582,12 +582,9 @@ class Filesystem:
         if h.reader is not None:
             h.reader.close()
         f.handles -= 1
-        if f.handles == 0 and f.dirty and not f.pinned:
-            # keep this handle's reference: were the inode dropped when the kernel forgets
-            # it, the path would lose its inode, hiding the kept data and losing it at unmount
-            f.pinned = True
-        else:
-            self.inodes.closed(f.ino)
+        if f.handles == 0 and f.dirty:
+            self._pin(f)  # before closed(): that could drop the inode and its path
+        self.inodes.closed(f.ino)
         if f.handles == 0:
             if f.dirty:
                 # flush failed earlier (close() returned an error): keep the data for unmount
@@ -596,6 +593,14 @@ class Filesystem:
                             "retried at the next open, fsync or unmount", path)
                 return
             self._drop_closed(f)
+
+    def _pin(self, f: OpenFile) -> None:
+        """Hold an inode reference for a closed file whose changes are not in the bucket:
+        were the inode dropped when the kernel forgets it, the path would lose its inode,
+        hiding the kept data and losing it at unmount. `_drop_closed` lets go of it."""
+        if not f.pinned:
+            f.pinned = True
+            self.inodes.opened(f.ino)
 
     def _drop_closed(self, f: OpenFile) -> None:
         if f.buffer is not None:
@@ -874,10 +879,8 @@ class Filesystem:
                 try:
                     await self._flush_file(f)
                 finally:
-                    if f.handles == 0 and f.dirty and not f.pinned:
-                        # failed: keep the data reachable until a retry, as release() does
-                        f.pinned = True
-                        self.inodes.opened(ino)
+                    if f.handles == 0 and f.dirty:
+                        self._pin(f)  # failed: keep the data reachable until a retry
                     elif temporary and not f.dirty:
                         self._files.pop(ino, None)
             return Entry(ino, f.attr, self.cfg.cache_ttl)
