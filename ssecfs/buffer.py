@@ -14,16 +14,26 @@ the file again shows zeros.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 from .ranges import ByteRange
-from .spill import SpillFile
 
 PAGE = 1024 * 1024
 Fetch = Callable[[ByteRange], Awaitable[bytes]]
 
 
+class PageStore(Protocol):
+    """Where pages go when memory is full (`spill.SpillFile`: encrypted, on disk)."""
+
+    async def store(self, data: bytes | bytearray) -> int: ...
+
+    async def load(self, slot: int) -> bytearray: ...
+
+    def free(self, slot: int) -> None: ...
+
+
 class FileBuffer:
-    def __init__(self, base_size: int, spill: SpillFile, memory_limit: int) -> None:
+    def __init__(self, base_size: int, spill: PageStore, memory_limit: int) -> None:
         self.base_size = base_size
         self.size = base_size
         self._spill = spill
@@ -35,20 +45,23 @@ class FileBuffer:
     def _has(self, idx: int) -> bool:
         return idx in self._mem or idx in self._spilled
 
-    def _get(self, idx: int) -> bytearray:
+    async def _get(self, idx: int) -> bytearray:
         page = self._mem.get(idx)
         if page is not None:
             return page
-        return self._spill.load(self._spilled[idx])
+        return await self._spill.load(self._spilled[idx])
 
-    def _put(self, idx: int, page: bytearray) -> None:
+    async def _put(self, idx: int, page: bytearray) -> None:
         slot = self._spilled.pop(idx, None)
         if slot is not None:
             self._spill.free(slot)
         self._mem[idx] = page
         while len(self._mem) * PAGE > self._memory_limit and len(self._mem) > 1:
             victim = min(i for i in self._mem if i != idx)
-            self._spilled[victim] = self._spill.store(self._mem.pop(victim))
+            # the page leaves memory only once it is safely in the spill file: if storing
+            # fails (disk full), it stays here and the error reaches write()
+            self._spilled[victim] = await self._spill.store(self._mem[victim])
+            del self._mem[victim]
 
     def _drop(self, idx: int) -> None:
         self._mem.pop(idx, None)
@@ -83,7 +96,7 @@ class FileBuffer:
     # ------------------------------------------------------------ file operations
     async def _load_page(self, idx: int, fetch: Fetch) -> bytearray:
         if self._has(idx):
-            return self._get(idx)
+            return await self._get(idx)
         start = idx * PAGE
         remote_end = min(start + PAGE, self.base_size, self.size)
         if remote_end > start:
@@ -103,7 +116,7 @@ class FileBuffer:
                 if len(page) < within:
                     page.extend(bytes(within - len(page)))
                 page[within : within + n] = view[:n]
-            self._put(idx, page)
+            await self._put(idx, page)
             view = view[n:]
             pos += n
         self.size = max(self.size, pos)
@@ -119,7 +132,7 @@ class FileBuffer:
             idx, within = divmod(pos, PAGE)
             stop = min((idx + 1) * PAGE, end)
             if self._has(idx):
-                page = self._get(idx)
+                page = await self._get(idx)
                 chunk = bytes(page[within : stop - idx * PAGE])
                 pieces.append(chunk + bytes((stop - pos) - len(chunk)))
             else:
@@ -145,7 +158,7 @@ class FileBuffer:
             for i in gone:
                 self._drop(i)
             if within and self._has(idx):
-                self._put(idx, self._get(idx)[:within])
+                await self._put(idx, (await self._get(idx))[:within])
             self.base_size = min(self.base_size, size)
         self.size = size
 

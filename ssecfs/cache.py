@@ -1,11 +1,13 @@
-"""A small TTL cache with an injected clock (pure; the caller decides what "now" is)."""
+"""A small TTL cache with an injected clock, and the change log that guards cache fills (pure)."""
 
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from typing import Generic, TypeVar
+
+from .paths import is_within
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -50,3 +52,37 @@ class TtlCache(Generic[K, V]):
 
     def __len__(self) -> int:
         return len(self._data)
+
+
+class ChangeLog:
+    """A bounded log of namespace changes (pure).
+
+    A cache fill that awaited a request (a HEAD, a listing) asks `unchanged_since(epoch, path)`
+    before storing what it learnt: if an unlink, rename or create touched `path`, an ancestor
+    or a descendant meanwhile, the answer may describe the world before that change and must
+    not be cached. When the log has been trimmed past `epoch`, the answer is "changed".
+    """
+
+    def __init__(self, keep: int = 4096) -> None:
+        self._epoch = 0
+        self._log: deque[tuple[int, str]] = deque(maxlen=keep)
+
+    @property
+    def epoch(self) -> int:
+        return self._epoch
+
+    def changed(self, path: str) -> None:
+        self._epoch += 1
+        self._log.append((self._epoch, path))
+
+    def unchanged_since(self, epoch: int, path: str) -> bool:
+        if epoch == self._epoch:
+            return True
+        if not self._log or self._log[0][0] > epoch + 1:
+            return False  # trimmed: cannot tell
+        for when, changed in reversed(self._log):
+            if when <= epoch:
+                break
+            if is_within(path, changed) or is_within(changed, path):
+                return False
+        return True

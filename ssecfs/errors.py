@@ -14,6 +14,7 @@ class SsecfsError(Exception):
     """Base of all ssecfs errors. `errno` is what a file operation reports."""
 
     errno: int = _errno.EIO
+    status: int = 0  # the HTTP status of the S3 answer behind it, 0 if there was none
 
 
 class NotFound(SsecfsError):

@@ -164,3 +164,24 @@ def generate_key_file(path: str) -> SseCKey:
     finally:
         os.close(fd)
     return SseCKey(raw)
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class KeyRing:
+    """The keys of a mount: `writer` encrypts everything the mount stores; `readers` (the
+    writer included) open objects, chosen by the key MD5 the server echoes."""
+
+    writer: SseCKey
+    readers: tuple[SseCKey, ...] = ()
+
+    def for_md5(self, md5: str | None) -> SseCKey | None:
+        """The key whose MD5 is `md5` (None for an object stored without SSE-C)."""
+        if md5 is None:
+            return None
+        for key in (self.writer, *self.readers):
+            if key.md5_b64 == md5:
+                return key
+        return self.writer  # unknown: the server will refuse it with a KeyMismatch
+
+    def __repr__(self) -> str:
+        return f"<KeyRing writer={self.writer!r} readers={len(self.readers)}>"

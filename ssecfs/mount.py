@@ -33,7 +33,7 @@ from .config import MountConfig, fuse_mount_options
 from .errors import EXIT_DIRTY, EXIT_KEY, EXIT_MOUNT, KeyMismatch, NotFound, UserError
 from .filesystem import Filesystem
 from .fuse_ops import Operations
-from .keys import SseCKey
+from .keys import KeyRing, SseCKey
 from .log import register_secret
 from .store.s3 import S3Store, make_client
 
@@ -77,7 +77,7 @@ def check_mountpoint(path: str) -> None:
         raise UserError(f"{path} is already an ssecfs mount: umount {path} first", EXIT_MOUNT)
 
 
-async def check_key(store: S3Store, prefix: str, key_file: str) -> None:
+async def check_key(store: S3Store, key: SseCKey, prefix: str, key_file: str) -> None:
     """Refuse to mount when the key opens none of the first few encrypted objects."""
     page = await store.list_page(prefix, delimiter=None, max_keys=50)
     mismatched: list[str] = []
@@ -85,7 +85,7 @@ async def check_key(store: S3Store, prefix: str, key_file: str) -> None:
         if len(mismatched) >= KEY_SAMPLE:
             break
         try:
-            info = await store.head(obj.key)
+            info = await store.head(obj.key, key)
         except KeyMismatch:
             mismatched.append(obj.key)
             continue
@@ -175,16 +175,16 @@ async def _serve(cfg: MountConfig, key: SseCKey, ready: Callable[[], None], run:
                              connect_timeout=cfg.connect_timeout, read_timeout=cfg.read_timeout)
         _register_credentials(client)
         endpoint = str(client.meta.endpoint_url)
-        store = S3Store(client, cfg.bucket, key)
+        store = S3Store(client, cfg.bucket)
         await store.check_bucket(cfg.prefix, endpoint)
         if cfg.key_check:
-            await check_key(store, cfg.prefix, cfg.key_file or "the key file")
+            await check_key(store, key, cfg.prefix, cfg.key_file or "the key file")
         check_mountpoint(cfg.mountpoint)
     if run.startup.cancelled_caught:
         signum = run.signal or signal.SIGTERM
         raise UserError(f"interrupted by {signal.Signals(signum).name} before "
                         f"{cfg.mountpoint} was mounted", 128 + signum)
-    fs = Filesystem(store, cfg)
+    fs = Filesystem(store, cfg, KeyRing(key))
     ops = Operations(fs)
     options = set(pyfuse3.default_options) | fuse_mount_options(cfg)
     try:
@@ -197,6 +197,7 @@ async def _serve(cfg: MountConfig, key: SseCKey, ready: Callable[[], None], run:
     log.info("mounted %s on %s (endpoint %s, key from %s)", source, cfg.mountpoint, endpoint,
              cfg.key_file or f"file descriptor {cfg.key_fd}")
     failed: list[str] = []
+    flushed = False
     try:
         async with trio.open_nursery() as nursery:
             fs.start(nursery)
@@ -213,9 +214,17 @@ async def _serve(cfg: MountConfig, key: SseCKey, ready: Callable[[], None], run:
             log.info("uploading %d file(s) with changes before exiting: %s", len(dirty),
                      ", ".join(dirty))
         failed = await fs.flush_all()
+        flushed = True
     finally:
         run.phase = "stopping"
         pyfuse3.close(unmount=True)
+        if not flushed:
+            # something ended the mount early: still try to upload, and name what is lost
+            with trio.CancelScope(shield=True):
+                failed = await fs.flush_all()
+            if failed:
+                log.error("the mount of %s ended abnormally; %d file(s) could not be uploaded "
+                          "and are LOST: %s", cfg.mountpoint, len(failed), ", ".join(failed))
         fs.close()
     if failed:
         log.error("unmounted %s, but %d file(s) could not be uploaded and are LOST: %s",

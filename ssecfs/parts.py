@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from .errors import TooBig
 from .ranges import ByteRange
 
 MiB = 1024 * 1024
@@ -101,7 +102,7 @@ def _chunks(start: int, end: int, chunk: int, final: bool) -> list[ByteRange]:
 def plan_parts(size: int, part_size: int, clean: Sequence[ByteRange] = ()) -> list[PartPlan]:
     """Parts for an object of `size` bytes; see the module docstring."""
     if size > MAX_OBJECT:
-        raise ValueError("objects larger than 5 TiB cannot be stored in S3")
+        raise TooBig(f"{size} bytes: objects larger than 5 TiB cannot be stored in S3")
     part = part_size_for(size, part_size)
     plans: list[PartPlan] = []
     for start, end, is_clean in _normalise(_runs(size, clean), size):
@@ -111,5 +112,5 @@ def plan_parts(size: int, part_size: int, clean: Sequence[ByteRange] = ()) -> li
     if not plans:
         plans.append(PartPlan(1, ByteRange(0, 0), False))
     if len(plans) > MAX_PARTS:
-        raise ValueError("too many parts")  # part_size_for makes this unreachable
+        raise TooBig("too many parts")  # part_size_for makes this unreachable
     return plans

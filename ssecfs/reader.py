@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import trio
 
+from .keys import SseCKey
 from .ranges import ByteRange, Readahead, clip
 from .store.base import ObjectStore
 
@@ -33,13 +34,13 @@ class Segment:
 
 
 class ReadHandle:
-    def __init__(self, store: ObjectStore, key: str, size: int, etag: str, encrypted: bool,
-                 readahead: Readahead, nursery: trio.Nursery) -> None:
+    def __init__(self, store: ObjectStore, key: str, size: int, etag: str,
+                 sse: SseCKey | None, readahead: Readahead, nursery: trio.Nursery) -> None:
         self.store = store
         self.key = key
         self.size = size
         self.etag = etag
-        self.encrypted = encrypted
+        self.sse = sse
         self._ra = readahead
         self._nursery = nursery
         self._segments: list[Segment] = []
@@ -62,7 +63,9 @@ class ReadHandle:
         for seg in covering:
             await seg.done.wait()
             if seg.error is not None:
-                self._segments.remove(seg)  # a later read may try again
+                # a later read may try again; a concurrent read may have dropped it already
+                if seg in self._segments:
+                    self._segments.remove(seg)
                 raise seg.error
             if seg.rng.start > pos or seg.rng.end <= pos:
                 continue
@@ -80,8 +83,8 @@ class ReadHandle:
         with trio.CancelScope() as scope:
             self._scopes.add(scope)
             try:
-                seg.data = await self.store.get_range(self.key, seg.rng,
-                                                      encrypted=self.encrypted, etag=self.etag)
+                seg.data = await self.store.get_range(self.key, seg.rng, self.sse,
+                                                      etag=self.etag)
             except Exception as exc:  # stored, raised by the read that needs this segment
                 seg.error = exc
             finally:

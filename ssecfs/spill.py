@@ -5,15 +5,22 @@ exists only in this process's memory (lost at exit, so a leftover file is unread
 The slot number is the associated data, so a page cannot be swapped into another slot
 unnoticed. One file per mount, named spill-<pid>-<random>.bin, mode 0600; files left by dead
 processes are removed at start, ours at exit.
+
+The AES-GCM work and the pread/pwrite run in worker threads (as s3ql does with its crypto), so
+a big write does not stall every other request of the mount; slot bookkeeping stays on the
+trio thread. A record is only reported stored once pwrite wrote all of it: a short write is
+an error, and the caller keeps the page in memory.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import secrets
 
+import trio
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 log = logging.getLogger(__name__)
@@ -45,23 +52,38 @@ class SpillFile:
                                0o600)
         return self._fd
 
-    def store(self, data: bytes | bytearray, slot: int | None = None) -> int:
+    async def store(self, data: bytes | bytearray) -> int:
+        """Seal `data` into a free slot; the slot number once it is fully on disk."""
         if len(data) > self.slot_size:
             raise ValueError("page larger than a spill slot")
-        if slot is None:
-            slot = self._free.pop() if self._free else self._next_slot()
-        nonce = os.urandom(NONCE)
-        sealed = self._aead.encrypt(nonce, bytes(data), slot.to_bytes(8, "big"))
-        record = nonce + len(data).to_bytes(8, "big") + sealed
-        os.pwrite(self._open(), record, slot * self._record)
+        fd = self._open()
+        slot = self._free.pop() if self._free else self._next_slot()
+        try:
+            await trio.to_thread.run_sync(self._seal, fd, slot, bytes(data))
+        except BaseException:
+            self._free.append(slot)
+            raise
         return slot
+
+    def _seal(self, fd: int, slot: int, data: bytes) -> None:
+        """Runs in a worker thread: touches only its arguments and the AEAD object."""
+        nonce = os.urandom(NONCE)
+        sealed = self._aead.encrypt(nonce, data, slot.to_bytes(8, "big"))
+        record = nonce + len(data).to_bytes(8, "big") + sealed
+        written = os.pwrite(fd, record, slot * self._record)
+        if written != len(record):
+            raise OSError(errno.ENOSPC, f"short write to the spill file ({written} of "
+                          f"{len(record)} bytes)")
 
     def _next_slot(self) -> int:
         self._slots += 1
         return self._slots - 1
 
-    def load(self, slot: int) -> bytearray:
-        fd = self._open()
+    async def load(self, slot: int) -> bytearray:
+        return await trio.to_thread.run_sync(self._unseal, self._open(), slot)
+
+    def _unseal(self, fd: int, slot: int) -> bytearray:
+        """Runs in a worker thread."""
         head = os.pread(fd, NONCE + 8, slot * self._record)
         nonce, length = head[:NONCE], int.from_bytes(head[NONCE:], "big")
         sealed = os.pread(fd, length + TAG, slot * self._record + NONCE + 8)

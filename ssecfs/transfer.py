@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import trio
 
 from .errors import ServerNotImplemented
+from .keys import KeyRing
 from .parts import COPY_CHUNK, PartPlan, plan_parts
 from .ranges import ByteRange
 from .store.base import ObjectInfo, ObjectStore, Part
@@ -43,9 +44,11 @@ class ServerCaps:
 
 
 class Transfers:
-    def __init__(self, store: ObjectStore, part_size: int, concurrency: int,
+    def __init__(self, store: ObjectStore, keys: KeyRing, part_size: int, concurrency: int,
                  caps: ServerCaps | None = None) -> None:
         self.store = store
+        self.keys = keys
+        self.sse = keys.writer  # everything stored is stored under the writing key
         self.part_size = part_size
         self.concurrency = concurrency
         self.caps = caps or ServerCaps()
@@ -56,7 +59,8 @@ class Transfers:
         """Store `size` bytes at `key`. `read` gives the bytes; ranges in `clean` equal the
         object `source` in the bucket and may be copied server-side instead of sent."""
         if size <= self.part_size:
-            await self.store.put(key, await read(ByteRange(0, size)), metadata, content_type)
+            await self.store.put(key, await read(ByteRange(0, size)), metadata, content_type,
+                                 self.sse)
             return
         copyable = clean if (source is not None and self.caps.part_copy) else ()
         plans = plan_parts(size, self.part_size, copyable)
@@ -65,7 +69,7 @@ class Transfers:
     async def _multipart(self, key: str, metadata: Mapping[str, str], content_type: str,
                          plans: Sequence[PartPlan], read: Reader,
                          source: ObjectInfo | None) -> None:
-        upload_id = await self.store.create_multipart(key, metadata, content_type)
+        upload_id = await self.store.create_multipart(key, metadata, content_type, self.sse)
         parts: list[Part] = []
         try:
             limiter = trio.CapacityLimiter(self.concurrency)
@@ -91,22 +95,23 @@ class Transfers:
         if plan.copy and source is not None and self.caps.part_copy:
             try:
                 return await self.store.upload_part_copy(
-                    key, upload_id, plan.number, source.key, plan.rng,
-                    source_encrypted=source.encrypted)
+                    key, upload_id, plan.number, source.key, plan.rng, self.sse,
+                    self.keys.for_md5(source.key_md5))
             except ServerNotImplemented:
                 self.caps.refuse("part_copy")
-        return await self.store.upload_part(key, upload_id, plan.number, await read(plan.rng))
+        return await self.store.upload_part(key, upload_id, plan.number, await read(plan.rng),
+                                            self.sse)
 
     async def copy(self, source: ObjectInfo, target: str, metadata: Mapping[str, str],
                    content_type: str) -> None:
         """Make `target` hold the bytes of `source` with new metadata (target may be source)."""
         if source.size == 0:
-            await self.store.put(target, b"", metadata, content_type)
+            await self.store.put(target, b"", metadata, content_type, self.sse)
             return
         if self.caps.copy_object:
             try:
-                await self.store.copy(source.key, target, metadata, content_type,
-                                      source_encrypted=source.encrypted)
+                await self.store.copy(source.key, target, metadata, content_type, self.sse,
+                                      self.keys.for_md5(source.key_md5))
                 return
             except ServerNotImplemented:
                 self.caps.refuse("copy_object")
@@ -124,7 +129,8 @@ class Transfers:
 
     def _reader(self, source: ObjectInfo) -> Reader:
         async def read(rng: ByteRange) -> bytes:
-            return await self.store.get_range(source.key, rng, encrypted=source.encrypted,
+            return await self.store.get_range(source.key, rng,
+                                              self.keys.for_md5(source.key_md5),
                                               etag=source.etag or None)
         return read
 

@@ -1,9 +1,13 @@
 """What the filesystem needs from an object store, as values and one Protocol.
 
-All SSE-C handling lives behind this seam (in `s3.py`): callers say whether an object is
-encrypted (`ObjectInfo.encrypted`) and the store adds or omits the customer-key headers.
-Errors are the `ssecfs.errors` types: NotFound, KeyMismatch, AccessDenied, Stale,
-ServerNotImplemented (so callers can fall back to another way of copying), StoreError.
+Every call that touches object data takes the SSE-C key to use (`sse`), or None for an object
+stored without SSE-C: the store adds or omits the customer-key headers, and a copy takes the
+source's key and the target's separately. `ObjectInfo.key_md5` is the key MD5 the server
+echoed (None: not encrypted), so that a key ring can tell which key opens an object.
+
+Rule: only `ssecfs.errors` types leave a store. NotFound, KeyMismatch, AccessDenied, Stale,
+TooBig, ServerNotImplemented (callers fall back to another way of copying) and StoreError for
+everything else: a foreign exception (botocore, OSError, ValueError) never crosses this seam.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from ..keys import SseCKey
 from ..ranges import ByteRange
 
 
@@ -24,8 +29,12 @@ class ObjectInfo:
     etag: str
     last_modified_ns: int
     metadata: Mapping[str, str] = field(default_factory=dict)
-    encrypted: bool = True  # stored with SSE-C under the mount's key
+    key_md5: str | None = None  # base64 MD5 of the SSE-C key the server echoed; None: plain
     content_type: str = ""
+
+    @property
+    def encrypted(self) -> bool:
+        return self.key_md5 is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,31 +59,36 @@ class Part:
 
 
 class ObjectStore(Protocol):
-    async def head(self, key: str) -> ObjectInfo: ...
+    async def head(self, key: str, sse: SseCKey | None) -> ObjectInfo:
+        """HEAD with `sse`. An object under another key is KeyMismatch; an object stored
+        without SSE-C is answered with key_md5=None (whatever `sse` was)."""
 
-    async def get_range(self, key: str, rng: ByteRange | None, *, encrypted: bool = True,
+    async def get_range(self, key: str, rng: ByteRange | None, sse: SseCKey | None, *,
                         etag: str | None = None) -> bytes: ...
 
     async def list_page(self, prefix: str, *, delimiter: str | None = "/",
                         token: str | None = None, max_keys: int = 1000) -> ListPage: ...
 
     async def put(self, key: str, body: bytes, metadata: Mapping[str, str],
-                  content_type: str) -> None: ...
+                  content_type: str, sse: SseCKey | None) -> None: ...
 
     async def create_multipart(self, key: str, metadata: Mapping[str, str],
-                               content_type: str) -> str: ...
+                               content_type: str, sse: SseCKey | None) -> str: ...
 
-    async def upload_part(self, key: str, upload_id: str, number: int, body: bytes) -> Part: ...
+    async def upload_part(self, key: str, upload_id: str, number: int, body: bytes,
+                          sse: SseCKey | None) -> Part: ...
 
     async def upload_part_copy(self, key: str, upload_id: str, number: int, source: str,
-                               rng: ByteRange, *, source_encrypted: bool = True) -> Part: ...
+                               rng: ByteRange, sse: SseCKey | None,
+                               source_sse: SseCKey | None) -> Part: ...
 
     async def complete_multipart(self, key: str, upload_id: str, parts: Sequence[Part]) -> None: ...
 
     async def abort_multipart(self, key: str, upload_id: str) -> None: ...
 
     async def copy(self, source: str, target: str, metadata: Mapping[str, str],
-                   content_type: str, *, source_encrypted: bool = True) -> None: ...
+                   content_type: str, sse: SseCKey | None,
+                   source_sse: SseCKey | None) -> None: ...
 
     async def delete(self, key: str) -> None: ...
 

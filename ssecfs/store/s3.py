@@ -2,8 +2,10 @@
 
 Rules:
 - Every request that touches object data (HEAD, GET, PUT, CreateMultipartUpload, UploadPart,
-  UploadPartCopy, CopyObject) carries the SSE-C triple, unless the caller says the object is
-  stored without SSE-C. Copies carry the copy-source triple as well.
+  UploadPartCopy, CopyObject) carries the SSE-C triple of the key the caller passes (none for
+  an object stored without SSE-C). Copies carry the copy-source triple of the source's key.
+- Every exception becomes an `SsecfsError` in `_call`: nothing from botocore, urllib3 or a
+  worker thread crosses the seam, so a loop over many files (the flush at unmount) goes on.
 - Responses to reads must echo our key's MD5; an object answered without the echo is stored
   without SSE-C (RGW and SeaweedFS serve such objects even when the headers are sent).
 - Servers differ on a wrong key: AWS and SeaweedFS answer 403, Ceph RGW 400, and AWS also
@@ -11,7 +13,8 @@ Rules:
   again without the key to tell "other key" from "not encrypted" from "no permission".
 - boto3 calls run in worker threads (`trio.to_thread.run_sync`) under one CapacityLimiter;
   the threads touch no shared state. botocore retries throttling, 5xx and dropped connections
-  with backoff (standard mode).
+  with backoff (standard mode); a GET whose body is cut after the headers arrived is retried
+  here (botocore's retries end with the headers).
 - The key is never logged: debug lines name the operation, object, range, status and time.
 """
 
@@ -35,8 +38,10 @@ from ..errors import (
     KeyMismatch,
     NotFound,
     ServerNotImplemented,
+    SsecfsError,
     Stale,
     StoreError,
+    TooBig,
     UserError,
 )
 from ..keys import ALGORITHM, SseCKey
@@ -116,28 +121,32 @@ def _ns(dt: Any) -> int:
 
 
 class S3Store:
-    def __init__(self, client: Any, bucket: str, key: SseCKey,
-                 limiter: trio.CapacityLimiter | None = None) -> None:
+    def __init__(self, client: Any, bucket: str,
+                 limiter: trio.CapacityLimiter | None = None, body_retries: int = 4) -> None:
         self._client = client
         self.bucket = bucket
-        self._key = key
         self._limiter = limiter or trio.CapacityLimiter(MAX_POOL)
+        self._body_retries = max(1, body_retries)
         self.requests = 0  # requests sent, for tests and benchmarks
 
     def __repr__(self) -> str:
-        return f"<S3Store bucket={self.bucket} key={self._key!r}>"
+        return f"<S3Store bucket={self.bucket}>"
 
     # ---------------------------------------------------------------- plumbing
-    def _sse(self) -> dict[str, Any]:
-        return {"SSECustomerAlgorithm": ALGORITHM, "SSECustomerKey": self._key.raw}
+    @staticmethod
+    def _sse(sse: SseCKey | None) -> dict[str, Any]:
+        return {} if sse is None else {"SSECustomerAlgorithm": ALGORITHM,
+                                       "SSECustomerKey": sse.raw}
 
-    def _copy_source_sse(self) -> dict[str, Any]:
-        return {"CopySourceSSECustomerAlgorithm": ALGORITHM,
-                "CopySourceSSECustomerKey": self._key.raw}
+    @staticmethod
+    def _copy_source_sse(sse: SseCKey | None) -> dict[str, Any]:
+        return {} if sse is None else {"CopySourceSSECustomerAlgorithm": ALGORITHM,
+                                       "CopySourceSSECustomerKey": sse.raw}
 
     async def _call(self, op: str, key: str, fn: Callable[..., T], *args: Any,
                     detail: str = "", **kwargs: Any) -> T:
-        """Run one boto3 call in a worker thread; log it at debug level (no key material)."""
+        """Run one boto3 call in a worker thread; log it at debug level (no key material).
+        Every exception leaves as an SsecfsError (see `_translate`)."""
         started = time.monotonic()
         status = "ok"
         self.requests += 1
@@ -147,80 +156,90 @@ class S3Store:
         except botocore.exceptions.ClientError as exc:
             code, name = _status(exc)
             status = f"{code} {name}"
+            raise self._translate(exc, op, key) from None
+        except SsecfsError:
             raise
         except Exception as exc:
             status = type(exc).__name__
-            raise
+            raise self._translate(exc, op, key) from None
         finally:
             log.debug("%s %s%s -> %s in %.3fs", op, key, detail, status,
                       time.monotonic() - started)
 
-    def _translate(self, exc: Exception, op: str, key: str) -> Exception:
-        """A botocore exception as an ssecfs error (the message names the object, no key)."""
+    @staticmethod
+    def _translate(exc: Exception, op: str, key: str) -> SsecfsError:
+        """Any exception as an ssecfs error (the message names the object, never a key).
+        `.status` keeps the HTTP status for callers that must tell 400 from 403."""
+        out: SsecfsError
         if isinstance(exc, botocore.exceptions.ClientError):
             status, code = _status(exc)
             where = f"{op} {key}: {status} {code}"
             if status == 404 or code in ("NoSuchKey", "NotFound", "NoSuchUpload"):
-                return NotFound(where)
-            if status == 412 or code == "PreconditionFailed":
-                return Stale(where)
-            if status == 501 or code == "NotImplemented":
-                return ServerNotImplemented(where)
-            if status == 403:
-                return AccessDenied(where)
-            return StoreError(where)
+                out = NotFound(where)
+            elif status == 412 or code == "PreconditionFailed":
+                out = Stale(where)
+            elif status == 501 or code == "NotImplemented":
+                out = ServerNotImplemented(where)
+            elif status == 403:
+                out = AccessDenied(where)
+            elif code == "EntityTooLarge":
+                out = TooBig(where)
+            else:
+                out = StoreError(where)
+            out.status = status
+            return out
         if isinstance(exc, botocore.exceptions.BotoCoreError):
             return StoreError(f"{op} {key}: {exc}")
-        return exc
+        # anything else a worker thread raised (OSError, urllib3, a bug): still an ssecfs
+        # error, so that loops over many files go on and nothing escapes the seam
+        return StoreError(f"{op} {key}: {type(exc).__name__}: {exc}")
 
     # ---------------------------------------------------------------- reads
-    async def head(self, key: str) -> ObjectInfo:
+    async def head(self, key: str, sse: SseCKey | None) -> ObjectInfo:
         try:
             resp = await self._call("HeadObject", key, self._client.head_object,
-                                    Bucket=self.bucket, Key=key, **self._sse())
-        except botocore.exceptions.ClientError as exc:
-            status, _ = _status(exc)
-            if status not in (400, 403):
-                raise self._translate(exc, "HeadObject", key) from None
-            return await self._head_refused(key, status)
+                                    Bucket=self.bucket, Key=key, **self._sse(sse))
+        except SsecfsError as exc:
+            if sse is None or exc.status not in (400, 403):
+                raise
+            return await self._head_refused(key, exc.status)
         echoed = echoed_md5s(resp.get("SSECustomerKeyMD5"))
-        if echoed and echoed != {self._key.md5_b64}:
+        if sse is not None and echoed and echoed != {sse.md5_b64}:
             raise KeyMismatch(f"HeadObject {key}: server echoed another key's MD5")
-        return self._info(key, resp, encrypted=bool(echoed))
+        if sse is None and resp.get("SSECustomerAlgorithm"):
+            raise KeyMismatch(f"HeadObject {key}: encrypted with SSE-C, no key given")
+        return self._info(key, resp, sse.md5_b64 if (sse is not None and echoed) else None)
 
     async def _head_refused(self, key: str, status: int) -> ObjectInfo:
         """HEAD with our key was refused (400/403): find out why, without the key."""
         try:
             resp = await self._call("HeadObject", key, self._client.head_object,
                                     Bucket=self.bucket, Key=key, detail=" (no key)")
-        except botocore.exceptions.ClientError as exc:
-            plain_status, _ = _status(exc)
-            if plain_status == 400:
+        except SsecfsError as exc:
+            if exc.status == 400:
                 # the object needs a customer key, and ours was refused: another key
                 raise KeyMismatch(f"HeadObject {key}: {status}: encrypted with another key") \
                     from None
-            raise self._translate(exc, "HeadObject", key) from None
+            raise
         if resp.get("SSECustomerAlgorithm"):
             raise KeyMismatch(f"HeadObject {key}: encrypted with another key")
-        return self._info(key, resp, encrypted=False)
+        return self._info(key, resp, None)
 
     @staticmethod
-    def _info(key: str, resp: Mapping[str, Any], encrypted: bool) -> ObjectInfo:
+    def _info(key: str, resp: Mapping[str, Any], key_md5: str | None) -> ObjectInfo:
         return ObjectInfo(key=key, size=int(resp.get("ContentLength", 0)),
                           etag=str(resp.get("ETag", "")),
                           last_modified_ns=_ns(resp.get("LastModified")),
-                          metadata=dict(resp.get("Metadata", {})), encrypted=encrypted,
+                          metadata=dict(resp.get("Metadata", {})), key_md5=key_md5,
                           content_type=str(resp.get("ContentType", "")))
 
-    async def get_range(self, key: str, rng: ByteRange | None, *, encrypted: bool = True,
+    async def get_range(self, key: str, rng: ByteRange | None, sse: SseCKey | None, *,
                         etag: str | None = None) -> bytes:
         if rng is not None and len(rng) == 0:
             return b""
-        args: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
+        args: dict[str, Any] = {"Bucket": self.bucket, "Key": key, **self._sse(sse)}
         if rng is not None:
             args["Range"] = rng.http()
-        if encrypted:
-            args.update(self._sse())
         if etag:
             args["IfMatch"] = etag
         detail = f" [{rng.start}-{rng.end})" if rng is not None else ""
@@ -234,19 +253,24 @@ class S3Store:
                 body.close()
             return data, resp.get("SSECustomerKeyMD5")
 
-        try:
-            data, echoed = await self._call("GetObject", key, fetch, detail=detail)
-        except botocore.exceptions.ClientError as exc:
-            status, _ = _status(exc)
-            if encrypted and status in (400, 403):
-                # re-ask HEAD to name the cause (other key, unencrypted, no permission)
-                info = await self.head(key)
-                if not info.encrypted:
-                    return await self.get_range(key, rng, encrypted=False, etag=etag)
-            raise self._translate(exc, "GetObject", key) from None
-        except botocore.exceptions.BotoCoreError as exc:
-            raise self._translate(exc, "GetObject", key) from None
-        if encrypted and echoed_md5s(echoed) - {self._key.md5_b64}:
+        # botocore retries a request until its headers arrive; a body cut after that
+        # (a dropped connection mid-stream) is retried here, with backoff, as a new GET
+        for attempt in range(self._body_retries):
+            try:
+                data, echoed = await self._call("GetObject", key, fetch, detail=detail)
+                break
+            except SsecfsError as exc:
+                if sse is not None and exc.status in (400, 403):
+                    # re-ask HEAD to name the cause (other key, unencrypted, no permission)
+                    info = await self.head(key, sse)
+                    if not info.encrypted:
+                        return await self.get_range(key, rng, None, etag=etag)
+                    raise
+                if exc.status or attempt + 1 == self._body_retries:
+                    raise
+                log.info("GetObject %s%s was cut (%s); retrying", key, detail, exc)
+                await trio.sleep(min(0.2 * 2 ** attempt, 5.0))
+        if sse is not None and echoed_md5s(echoed) - {sse.md5_b64}:
             raise KeyMismatch(f"GetObject {key}: server echoed another key's MD5")
         if rng is not None and len(data) != len(rng):
             # the object is shorter than the size we planned with: it changed under us
@@ -260,11 +284,8 @@ class S3Store:
             args["Delimiter"] = delimiter
         if token:
             args["ContinuationToken"] = token
-        try:
-            resp = await self._call("ListObjectsV2", prefix or "/", self._client.list_objects_v2,
-                                    **args)
-        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
-            raise self._translate(exc, "ListObjectsV2", prefix or "/") from None
+        resp: Any = await self._call("ListObjectsV2", prefix or "/",
+                                     self._client.list_objects_v2, **args)
         objects = tuple(ListedObject(key=o["Key"], size=int(o.get("Size", 0)),
                                      etag=str(o.get("ETag", "")),
                                      last_modified_ns=_ns(o.get("LastModified")))
@@ -274,54 +295,50 @@ class S3Store:
         return ListPage(objects, prefixes, next_token)
 
     # ---------------------------------------------------------------- writes
-    async def _write_call(self, op: str, key: str, fn: Callable[..., T], detail: str = "",
-                          **kwargs: Any) -> T:
-        try:
-            return await self._call(op, key, fn, detail=detail, **kwargs)
-        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
-            raise self._translate(exc, op, key) from None
-
     async def put(self, key: str, body: bytes, metadata: Mapping[str, str],
-                  content_type: str) -> None:
-        resp: Any = await self._write_call(
+                  content_type: str, sse: SseCKey | None) -> None:
+        resp: Any = await self._call(
             "PutObject", key, self._client.put_object, detail=f" ({len(body)} bytes)",
             Bucket=self.bucket, Key=key, Body=body, Metadata=dict(metadata),
-            ContentType=content_type, **self._sse())
-        self._check_write_echo("PutObject", key, resp)
+            ContentType=content_type, **self._sse(sse))
+        self._check_write_echo("PutObject", key, resp, sse)
 
-    def _check_write_echo(self, op: str, key: str, resp: Mapping[str, Any]) -> None:
-        if echoed_md5s(resp.get("SSECustomerKeyMD5")) - {self._key.md5_b64}:
+    @staticmethod
+    def _check_write_echo(op: str, key: str, resp: Mapping[str, Any],
+                          sse: SseCKey | None) -> None:
+        if sse is not None and echoed_md5s(resp.get("SSECustomerKeyMD5")) - {sse.md5_b64}:
             raise StoreError(f"{op} {key}: server echoed another key's MD5")
 
     async def create_multipart(self, key: str, metadata: Mapping[str, str],
-                               content_type: str) -> str:
-        resp: Any = await self._write_call(
+                               content_type: str, sse: SseCKey | None) -> str:
+        resp: Any = await self._call(
             "CreateMultipartUpload", key, self._client.create_multipart_upload,
             Bucket=self.bucket, Key=key, Metadata=dict(metadata), ContentType=content_type,
-            **self._sse())
-        self._check_write_echo("CreateMultipartUpload", key, resp)
+            **self._sse(sse))
+        self._check_write_echo("CreateMultipartUpload", key, resp, sse)
         return str(resp["UploadId"])
 
-    async def upload_part(self, key: str, upload_id: str, number: int, body: bytes) -> Part:
-        resp: Any = await self._write_call(
+    async def upload_part(self, key: str, upload_id: str, number: int, body: bytes,
+                          sse: SseCKey | None) -> Part:
+        resp: Any = await self._call(
             "UploadPart", key, self._client.upload_part,
             detail=f" part {number} ({len(body)} bytes)", Bucket=self.bucket, Key=key,
-            UploadId=upload_id, PartNumber=number, Body=body, **self._sse())
+            UploadId=upload_id, PartNumber=number, Body=body, **self._sse(sse))
         return Part(number, str(resp["ETag"]))
 
     async def upload_part_copy(self, key: str, upload_id: str, number: int, source: str,
-                               rng: ByteRange, *, source_encrypted: bool = True) -> Part:
-        extra = self._copy_source_sse() if source_encrypted else {}
-        resp: Any = await self._write_call(
+                               rng: ByteRange, sse: SseCKey | None,
+                               source_sse: SseCKey | None) -> Part:
+        resp: Any = await self._call(
             "UploadPartCopy", key, self._client.upload_part_copy,
             detail=f" part {number} from {source} [{rng.start}-{rng.end})",
             Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=number,
             CopySource={"Bucket": self.bucket, "Key": source},
-            CopySourceRange=rng.http(), **self._sse(), **extra)
+            CopySourceRange=rng.http(), **self._sse(sse), **self._copy_source_sse(source_sse))
         return Part(number, str(resp["CopyPartResult"]["ETag"]))
 
     async def complete_multipart(self, key: str, upload_id: str, parts: Sequence[Part]) -> None:
-        await self._write_call(
+        await self._call(
             "CompleteMultipartUpload", key, self._client.complete_multipart_upload,
             detail=f" ({len(parts)} parts)", Bucket=self.bucket, Key=key, UploadId=upload_id,
             MultipartUpload={"Parts": [{"PartNumber": p.number, "ETag": p.etag}
@@ -329,27 +346,26 @@ class S3Store:
 
     async def abort_multipart(self, key: str, upload_id: str) -> None:
         with contextlib.suppress(NotFound):
-            await self._write_call("AbortMultipartUpload", key,
-                                   self._client.abort_multipart_upload,
-                                   Bucket=self.bucket, Key=key, UploadId=upload_id)
+            await self._call("AbortMultipartUpload", key, self._client.abort_multipart_upload,
+                             Bucket=self.bucket, Key=key, UploadId=upload_id)
 
     async def copy(self, source: str, target: str, metadata: Mapping[str, str],
-                   content_type: str, *, source_encrypted: bool = True) -> None:
-        extra = self._copy_source_sse() if source_encrypted else {}
-        await self._write_call(
+                   content_type: str, sse: SseCKey | None,
+                   source_sse: SseCKey | None) -> None:
+        await self._call(
             "CopyObject", target, self._client.copy_object, detail=f" from {source}",
             Bucket=self.bucket, Key=target, CopySource={"Bucket": self.bucket, "Key": source},
             MetadataDirective="REPLACE", Metadata=dict(metadata), ContentType=content_type,
-            **self._sse(), **extra)
+            **self._sse(sse), **self._copy_source_sse(source_sse))
 
     async def delete(self, key: str) -> None:
-        await self._write_call("DeleteObject", key, self._client.delete_object,
-                               Bucket=self.bucket, Key=key)
+        await self._call("DeleteObject", key, self._client.delete_object,
+                         Bucket=self.bucket, Key=key)
 
     async def delete_many(self, keys: Sequence[str]) -> None:
         for i in range(0, len(keys), 1000):
             batch = keys[i : i + 1000]
-            resp: Any = await self._write_call(
+            resp: Any = await self._call(
                 "DeleteObjects", batch[0], self._client.delete_objects,
                 detail=f" ({len(batch)} keys)", Bucket=self.bucket,
                 Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True})
@@ -361,17 +377,18 @@ class S3Store:
 
     async def list_uploads(self, prefix: str) -> list[tuple[str, str]]:
         """(key, upload id) of unfinished multipart uploads under `prefix`."""
-        resp: Any = await self._write_call("ListMultipartUploads", prefix or "/",
-                                           self._client.list_multipart_uploads,
-                                           Bucket=self.bucket, Prefix=prefix)
+        resp: Any = await self._call("ListMultipartUploads", prefix or "/",
+                                     self._client.list_multipart_uploads,
+                                     Bucket=self.bucket, Prefix=prefix)
         return [(u["Key"], u["UploadId"]) for u in resp.get("Uploads", ())]
 
     # ---------------------------------------------------------------- start-up
     async def check_bucket(self, prefix: str, endpoint: str) -> None:
         """One cheap request that fails the way a misconfigured mount would; as a UserError."""
         try:
-            await self._call("ListObjectsV2", prefix or "/", self._client.list_objects_v2,
-                             Bucket=self.bucket, Prefix=prefix, MaxKeys=1)
+            await trio.to_thread.run_sync(partial(self._client.list_objects_v2,
+                                                  Bucket=self.bucket, Prefix=prefix, MaxKeys=1),
+                                          limiter=self._limiter)
         except Exception as exc:
             raise EndpointError(explain_startup_error(exc, self.bucket, endpoint)) from None
 

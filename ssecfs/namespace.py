@@ -1,0 +1,262 @@
+"""Namespace: path <-> object resolution, directory listings and their caches.
+
+Theory of operation
+- A path maps to an object key (`paths`); a directory is a "dir/" marker object or is implied
+  by keys below it.
+- Attributes come from HeadObject (s3fs metadata, `attrs`) and are cached for `cache_ttl`
+  seconds, as are directory listings (ListObjectsV2 with "/" as delimiter) and names known
+  not to exist. A fresh listing of the parent answers "no such file" without a request.
+- An object encrypted with another key is listed (size and date come from the listing, which
+  needs no key) but cannot be opened: EACCES, logged once with its name.
+- SeaweedFS keeps listing a directory after everything below it was removed ("ghosts"): the
+  directories this mount emptied are checked once more before they are shown.
+
+Rule: every cache fill that follows an `await` checks the `ChangeLog` first, so a HEAD or a
+listing in flight during an unlink or rename cannot bring back what that change removed.
+Every change of the bucket made through the mount calls `invalidate(path)`.
+
+The filesystem sees this module through `NamespaceView`, so that a read-only view of a
+versioned bucket "as of a time" can be a second implementation.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Protocol
+
+from . import paths
+from .attrs import Attr, Defaults, KeyState, Kind, attr_from_meta, content_type_for, meta_from_attr
+from .cache import ChangeLog, TtlCache
+from .errors import KeyMismatch, NotFound
+from .keys import KeyRing
+from .store.base import ListedObject, ObjectInfo, ObjectStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class Listing:
+    """One directory's children: name -> (kind, listed object or None for a directory)."""
+
+    children: dict[str, tuple[Kind, ListedObject | None]]
+
+
+class NamespaceView(Protocol):
+    def key(self, path: str) -> str: ...
+
+    async def stat(self, path: str) -> Attr: ...
+
+    async def list(self, path: str) -> Listing: ...
+
+    def invalidate(self, path: str) -> None: ...
+
+
+class Namespace:
+    def __init__(self, store: ObjectStore, keys: KeyRing, prefix: str, defaults: Defaults,
+                 cache_ttl: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.store = store
+        self.keys = keys
+        self.prefix = prefix
+        self.defaults = defaults
+        self.attrs: TtlCache[str, Attr] = TtlCache(cache_ttl, clock=clock)
+        # names known not to exist: tools stat before they create, git a great deal
+        self._absent: TtlCache[str, bool] = TtlCache(cache_ttl, clock=clock)
+        self._listings: TtlCache[str, Listing] = TtlCache(cache_ttl, max_entries=1000,
+                                                          clock=clock)
+        self.changes = ChangeLog()
+        self._reported: set[str] = set()
+        # directories this mount emptied: SeaweedFS keeps listing them as common prefixes
+        self._removed_dirs: set[str] = set()
+        self.mount_ns = time.time_ns()
+
+    # ------------------------------------------------------------------ helpers
+    def key(self, path: str) -> str:
+        return paths.key_for(self.prefix, path)
+
+    def dir_key(self, path: str) -> str:
+        return paths.dir_key(self.prefix, path)
+
+    def root_attr(self) -> Attr:
+        return Attr(Kind.DIR, self.defaults.dir_mode, self.defaults.uid, self.defaults.gid, 0,
+                    self.mount_ns)
+
+    implied_dir_attr = root_attr
+
+    def report_once(self, key: str, message: str, *args: object,
+                    level: int = logging.WARNING) -> None:
+        if key not in self._reported:
+            self._reported.add(key)
+            log.log(level, message, *args)
+
+    def invalidate(self, path: str) -> None:
+        """Drop cached knowledge of `path`, everything below it and its parent's listing."""
+        self.changes.changed(path)
+        self.attrs.pop_where(lambda p: paths.is_within(p, path))
+        self._absent.pop_where(lambda p: paths.is_within(p, path))
+        self._listings.pop_where(lambda p: paths.is_within(p, path))
+        self._listings.pop(paths.parent_of(path))
+
+    def learnt(self, path: str, attr: Attr, epoch: int) -> None:
+        """Cache `attr` found by a request started at `epoch`, unless `path` changed since."""
+        if self.changes.unchanged_since(epoch, path):
+            self.attrs.put(path, attr)
+
+    def stored(self, path: str, attr: Attr) -> None:
+        """The mount itself just stored `path` with `attr`."""
+        self.invalidate(path)
+        self.attrs.put(path, attr)
+
+    def removed_dir(self, path: str) -> None:
+        self._removed_dirs.add(path)
+
+    def made_dir(self, path: str) -> None:
+        self._removed_dirs.discard(path)
+
+    def attr_of(self, info: ObjectInfo) -> Attr:
+        state = KeyState.OK if info.encrypted else KeyState.PLAIN
+        return attr_from_meta(dict(info.metadata), info.size, info.last_modified_ns,
+                              self.defaults, key_state=state)
+
+    def listed_attr(self, kind: Kind, obj: ListedObject | None) -> Attr:
+        if kind is Kind.DIR or obj is None:
+            return self.implied_dir_attr()
+        return Attr(Kind.FILE, self.defaults.file_mode, self.defaults.uid, self.defaults.gid,
+                    obj.size, obj.last_modified_ns, KeyState.UNKNOWN)
+
+    # ------------------------------------------------------------------ attributes
+    async def stat(self, path: str) -> Attr:
+        """Attributes of `path`, from cache or the bucket. Raises NotFound."""
+        if path == "":
+            return self.root_attr()
+        cached = self.attrs.get(path)
+        if cached is not None:
+            return cached
+        listing = self._listings.get(paths.parent_of(path))
+        if self._absent.get(path) or (listing is not None
+                                      and paths.name_of(path) not in listing.children):
+            raise NotFound(path)
+        epoch = self.changes.epoch
+        try:
+            attr = await self._resolve(path)
+        except NotFound:
+            if self.changes.unchanged_since(epoch, path):
+                self._absent.put(path, True)
+            raise
+        self.learnt(path, attr, epoch)
+        return attr
+
+    async def head(self, path: str) -> ObjectInfo:
+        """A fresh HEAD of the file at `path` (an object under another key is recorded)."""
+        key = self.key(path)
+        epoch = self.changes.epoch
+        try:
+            info = await self.store.head(key, self.keys.writer)
+        except KeyMismatch:
+            self.learnt(path, await self.mismatched(path, key), epoch)
+            raise
+        self.learnt(path, self.attr_of(info), epoch)
+        return info
+
+    async def _resolve(self, path: str) -> Attr:
+        key = self.key(path)
+        try:
+            info = await self.store.head(key, self.keys.writer)
+        except NotFound:
+            return await self._resolve_dir(path)
+        except KeyMismatch:
+            return await self.mismatched(path, key)
+        return self.attr_of(info)
+
+    async def _resolve_dir(self, path: str) -> Attr:
+        marker = self.dir_key(path)
+        page = await self.store.list_page(marker, delimiter=None, max_keys=1)
+        if not page.objects and not page.prefixes:
+            raise NotFound(path)
+        if page.objects and page.objects[0].key == marker:
+            try:
+                info = await self.store.head(marker, self.keys.writer)
+                return attr_from_meta(dict(info.metadata), 0, info.last_modified_ns,
+                                      self.defaults, is_dir=True)
+            except (KeyMismatch, NotFound):
+                return self.implied_dir_attr().with_(mtime_ns=page.objects[0].last_modified_ns)
+        return self.implied_dir_attr()
+
+    async def mismatched(self, path: str, key: str) -> Attr:
+        """An object under another key: listed from ListObjects (no key needed), unreadable."""
+        self.report_once(key, "%s is encrypted with another SSE-C key: it is listed but "
+                         "cannot be read with this key (EACCES)", key)
+        page = await self.store.list_page(key, delimiter=None, max_keys=1)
+        obj = page.objects[0] if page.objects and page.objects[0].key == key else None
+        return Attr(Kind.FILE, self.defaults.file_mode, self.defaults.uid, self.defaults.gid,
+                    obj.size if obj else 0, obj.last_modified_ns if obj else self.mount_ns,
+                    KeyState.MISMATCH)
+
+    # ------------------------------------------------------------------ directories
+    async def list(self, path: str) -> Listing:
+        cached = self._listings.get(path)
+        if cached is not None:
+            return cached
+        epoch = self.changes.epoch
+        pfx = paths.list_prefix(self.prefix, path)
+        children: dict[str, tuple[Kind, ListedObject | None]] = {}
+        token: str | None = None
+        while True:
+            page = await self.store.list_page(pfx, token=token)
+            for p in page.prefixes:
+                name = paths.child_name(pfx, p)
+                if name is not None and name not in children \
+                        and not await self._is_ghost(paths.join(path, name)):
+                    children[name] = (Kind.DIR, None)
+            for obj in page.objects:
+                name = paths.child_name(pfx, obj.key)
+                if name is None:
+                    continue
+                if obj.key.endswith("/"):
+                    children.setdefault(name, (Kind.DIR, None))
+                else:
+                    if children.get(name, (None,))[0] is Kind.DIR:
+                        self.report_once(obj.key, "%s is both a file and a directory prefix; "
+                                         "showing the file", obj.key, level=logging.INFO)
+                    children[name] = (Kind.FILE, obj)
+            token = page.next_token
+            if token is None:
+                break
+        listing = Listing(children)
+        if self.changes.unchanged_since(epoch, path):
+            self._listings.put(path, listing)
+        return listing
+
+    async def _is_ghost(self, path: str) -> bool:
+        """A prefix still listed after we removed everything below it (SeaweedFS does this)."""
+        if path not in self._removed_dirs:
+            return False
+        page = await self.store.list_page(self.dir_key(path), delimiter=None, max_keys=1)
+        if page.objects:
+            self._removed_dirs.discard(path)
+            return False
+        return True
+
+    async def has_children(self, path: str, local: Iterable[str] = ()) -> bool:
+        """Whether the directory holds anything: in the bucket, or in `local` (paths of files
+        created here and not uploaded yet)."""
+        marker = self.dir_key(path)
+        page = await self.store.list_page(marker, delimiter=None, max_keys=2)
+        if any(o.key != marker for o in page.objects) or page.prefixes:
+            return True
+        return any(p != path and paths.is_within(p, path) for p in local)
+
+    async def keep_parent(self, path: str) -> None:
+        """After `path` left its directory: if that directory existed only because of keys
+        below it (no marker) and is now empty, give it a marker, as POSIX keeps it."""
+        parent = paths.parent_of(path)
+        if not parent:
+            return
+        page = await self.store.list_page(self.dir_key(parent), delimiter=None, max_keys=1)
+        if page.objects or page.prefixes:
+            return
+        attr = self.attrs.get(parent) or self.implied_dir_attr()
+        await self.store.put(self.dir_key(parent), b"", meta_from_attr(attr),
+                             content_type_for(Kind.DIR), self.keys.writer)

@@ -1,0 +1,277 @@
+"""MemoryStore: an in-memory ObjectStore that enforces SSE-C as AWS does, for core tests.
+
+- An object stored with a key opens only with that key: no key or another key is refused
+  (KeyMismatch, as `S3Store` reports it); the key's MD5 is echoed in `ObjectInfo.key_md5`. An
+  object stored without SSE-C is served whatever key is sent, with `key_md5=None`.
+- Multipart uploads enforce the key of CreateMultipartUpload on every part; copies need the
+  source's key (`source_sse`).
+- `copy_object_501` / `part_copy_501` make CopyObject / UploadPartCopy answer
+  ServerNotImplemented, as Ceph RGW 16 and SeaweedFS do for SSE-C objects.
+- `requests` counts requests by operation name (the S3 API's names).
+- Faults: `fail(op, times, exc)` makes the next calls of `op` fail; `faults` takes a seeded
+  schedule (`FaultSchedule`) that fails each request with some probability.
+- `pause(op)` returns a `Gate`: the next call of `op` stops just before it takes effect until
+  the test releases it, so a race (a rename while an upload is in flight) is deterministic.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import trio
+
+from ..errors import KeyMismatch, NotFound, ServerNotImplemented, Stale, StoreError
+from ..keys import SseCKey
+from ..ranges import ByteRange
+from .base import ListedObject, ListPage, ObjectInfo, Part
+
+
+@dataclass(slots=True)
+class StoredObject:
+    body: bytes
+    metadata: dict[str, str]
+    content_type: str
+    key_md5: str | None
+    etag: str
+    last_modified_ns: int
+
+
+@dataclass(slots=True)
+class _Upload:
+    key: str
+    metadata: dict[str, str]
+    content_type: str
+    key_md5: str | None
+    parts: dict[int, bytes] = field(default_factory=dict)
+
+
+@dataclass(eq=False, slots=True)
+class Gate:
+    """Holds one call of an operation just before it takes effect."""
+
+    op: str
+    key: str | None
+    reached: trio.Event = field(default_factory=trio.Event)
+    _go: trio.Event = field(default_factory=trio.Event)
+
+    def release(self) -> None:
+        self._go.set()
+
+
+class FaultSchedule:
+    """Fails requests at random with a fixed seed: the same seed, the same faults."""
+
+    def __init__(self, seed: int, rate: float, ops: Sequence[str] | None = None) -> None:
+        self._rng = random.Random(seed)
+        self.rate = rate
+        self.ops = set(ops) if ops else None
+        self.injected = 0
+
+    def __call__(self, op: str) -> bool:
+        if self.ops is not None and op not in self.ops:
+            return False
+        hit = self._rng.random() < self.rate
+        self.injected += hit
+        return hit
+
+
+def _md5(sse: SseCKey | None) -> str | None:
+    return None if sse is None else sse.md5_b64
+
+
+class MemoryStore:
+    def __init__(self) -> None:
+        self.objects: dict[str, StoredObject] = {}
+        self.uploads: dict[str, _Upload] = {}
+        self.requests: Counter[str] = Counter()
+        self.copy_object_501 = False
+        self.part_copy_501 = False
+        self.faults: Callable[[str], bool] | None = None
+        self._fail: dict[str, list[Exception]] = {}
+        self._gates: list[Gate] = []
+        self._next_upload = 0
+        self._clock_ns = time.time_ns()
+
+    # ---------------------------------------------------------------- test controls
+    def fail(self, op: str, times: int = 1, exc: Exception | None = None) -> None:
+        self._fail.setdefault(op, []).extend(
+            [exc or StoreError(f"{op}: injected fault")] * times)
+
+    def pause(self, op: str, key: str | None = None) -> Gate:
+        gate = Gate(op, key)
+        self._gates.append(gate)
+        return gate
+
+    def put_object(self, key: str, body: bytes, sse: SseCKey | None = None,
+                   metadata: Mapping[str, str] | None = None,
+                   content_type: str = "application/octet-stream") -> None:
+        """Store an object as another client would (no request counted)."""
+        self._store(key, body, dict(metadata or {}), content_type, _md5(sse))
+
+    def body(self, key: str) -> bytes:
+        return self.objects[key].body
+
+    # ---------------------------------------------------------------- plumbing
+    async def _request(self, op: str, key: str) -> None:
+        self.requests[op] += 1
+        await trio.lowlevel.checkpoint()
+        queued = self._fail.get(op)
+        if queued:
+            raise queued.pop(0)
+        if self.faults is not None and self.faults(op):
+            raise StoreError(f"{op} {key}: injected fault")
+        for gate in self._gates:
+            if gate.op == op and gate.key in (None, key):
+                self._gates.remove(gate)
+                gate.reached.set()
+                await gate._go.wait()
+                break
+
+    def _store(self, key: str, body: bytes, metadata: dict[str, str], content_type: str,
+               key_md5: str | None, etag: str | None = None) -> None:
+        self._clock_ns += 1_000_000
+        self.objects[key] = StoredObject(body, {k.lower(): v for k, v in metadata.items()},
+                                         content_type, key_md5,
+                                         etag or f'"{hashlib.md5(body).hexdigest()}"',
+                                         self._clock_ns)
+
+    def _open(self, key: str, sse: SseCKey | None, op: str) -> StoredObject:
+        obj = self.objects.get(key)
+        if obj is None:
+            raise NotFound(f"{op} {key}: 404 NoSuchKey")
+        if obj.key_md5 is not None and obj.key_md5 != _md5(sse):
+            err = KeyMismatch(f"{op} {key}: encrypted with another key")
+            err.status = 400 if sse is None else 403
+            raise err
+        return obj
+
+    @staticmethod
+    def _info(key: str, obj: StoredObject) -> ObjectInfo:
+        return ObjectInfo(key=key, size=len(obj.body), etag=obj.etag,
+                          last_modified_ns=obj.last_modified_ns, metadata=dict(obj.metadata),
+                          key_md5=obj.key_md5, content_type=obj.content_type)
+
+    # ---------------------------------------------------------------- reads
+    async def head(self, key: str, sse: SseCKey | None) -> ObjectInfo:
+        await self._request("HeadObject", key)
+        return self._info(key, self._open(key, sse, "HeadObject"))
+
+    async def get_range(self, key: str, rng: ByteRange | None, sse: SseCKey | None, *,
+                        etag: str | None = None) -> bytes:
+        if rng is not None and len(rng) == 0:
+            return b""
+        await self._request("GetObject", key)
+        obj = self._open(key, sse, "GetObject")
+        if etag and etag != obj.etag:
+            raise Stale(f"GetObject {key}: 412 PreconditionFailed")
+        data = obj.body if rng is None else obj.body[rng.start : rng.end]
+        if rng is not None and len(data) != len(rng):
+            raise Stale(f"GetObject {key}: asked for {len(rng)} bytes, got {len(data)}")
+        return data
+
+    async def list_page(self, prefix: str, *, delimiter: str | None = "/",
+                        token: str | None = None, max_keys: int = 1000) -> ListPage:
+        await self._request("ListObjectsV2", prefix)
+        entries: list[tuple[str, ListedObject | None]] = []
+        seen: set[str] = set()
+        for key in sorted(k for k in self.objects if k.startswith(prefix)):
+            rest = key[len(prefix):]
+            if delimiter and delimiter in rest:
+                common = prefix + rest[: rest.index(delimiter) + 1]
+                if common not in seen:
+                    seen.add(common)
+                    entries.append((common, None))
+                continue
+            obj = self.objects[key]
+            entries.append((key, ListedObject(key, len(obj.body), obj.etag,
+                                              obj.last_modified_ns)))
+        if token is not None:
+            entries = [e for e in entries if e[0] > token]
+        page, more = entries[:max_keys], len(entries) > max_keys
+        return ListPage(tuple(o for _, o in page if o is not None),
+                        tuple(k for k, o in page if o is None),
+                        page[-1][0] if more and page else None)
+
+    # ---------------------------------------------------------------- writes
+    async def put(self, key: str, body: bytes, metadata: Mapping[str, str],
+                  content_type: str, sse: SseCKey | None) -> None:
+        await self._request("PutObject", key)
+        self._store(key, bytes(body), dict(metadata), content_type, _md5(sse))
+
+    async def create_multipart(self, key: str, metadata: Mapping[str, str],
+                               content_type: str, sse: SseCKey | None) -> str:
+        await self._request("CreateMultipartUpload", key)
+        self._next_upload += 1
+        upload_id = f"upload-{self._next_upload}"
+        self.uploads[upload_id] = _Upload(key, dict(metadata), content_type, _md5(sse))
+        return upload_id
+
+    def _upload(self, key: str, upload_id: str, op: str) -> _Upload:
+        up = self.uploads.get(upload_id)
+        if up is None or up.key != key:
+            raise NotFound(f"{op} {key}: 404 NoSuchUpload")
+        return up
+
+    async def upload_part(self, key: str, upload_id: str, number: int, body: bytes,
+                          sse: SseCKey | None) -> Part:
+        await self._request("UploadPart", key)
+        up = self._upload(key, upload_id, "UploadPart")
+        if up.key_md5 != _md5(sse):
+            raise StoreError(f"UploadPart {key}: 400 the key differs from the upload's")
+        up.parts[number] = bytes(body)
+        return Part(number, f'"{hashlib.md5(body).hexdigest()}"')
+
+    async def upload_part_copy(self, key: str, upload_id: str, number: int, source: str,
+                               rng: ByteRange, sse: SseCKey | None,
+                               source_sse: SseCKey | None) -> Part:
+        await self._request("UploadPartCopy", key)
+        if self.part_copy_501:
+            raise ServerNotImplemented(f"UploadPartCopy {key}: 501 NotImplemented")
+        up = self._upload(key, upload_id, "UploadPartCopy")
+        src = self._open(source, source_sse, "UploadPartCopy")
+        data = src.body[rng.start : rng.end]
+        up.parts[number] = data
+        return Part(number, f'"{hashlib.md5(data).hexdigest()}"')
+
+    async def complete_multipart(self, key: str, upload_id: str, parts: Sequence[Part]) -> None:
+        await self._request("CompleteMultipartUpload", key)
+        up = self._upload(key, upload_id, "CompleteMultipartUpload")
+        numbers = sorted(p.number for p in parts)
+        if numbers != sorted(up.parts) or not numbers:
+            raise StoreError(f"CompleteMultipartUpload {key}: 400 InvalidPart")
+        body = b"".join(up.parts[n] for n in numbers)
+        digest = hashlib.md5(b"".join(hashlib.md5(up.parts[n]).digest() for n in numbers))
+        del self.uploads[upload_id]
+        self._store(key, body, up.metadata, up.content_type, up.key_md5,
+                    f'"{digest.hexdigest()}-{len(numbers)}"')
+
+    async def abort_multipart(self, key: str, upload_id: str) -> None:
+        await self._request("AbortMultipartUpload", key)
+        self.uploads.pop(upload_id, None)
+
+    async def copy(self, source: str, target: str, metadata: Mapping[str, str],
+                   content_type: str, sse: SseCKey | None,
+                   source_sse: SseCKey | None) -> None:
+        await self._request("CopyObject", target)
+        if self.copy_object_501:
+            raise ServerNotImplemented(f"CopyObject {target}: 501 NotImplemented")
+        src = self._open(source, source_sse, "CopyObject")
+        self._store(target, src.body, dict(metadata), content_type, _md5(sse))
+
+    async def delete(self, key: str) -> None:
+        await self._request("DeleteObject", key)
+        self.objects.pop(key, None)
+
+    async def delete_many(self, keys: Sequence[str]) -> None:
+        await self._request("DeleteObjects", keys[0] if keys else "")
+        for key in keys:
+            self.objects.pop(key, None)
+
+    async def list_uploads(self, prefix: str) -> list[tuple[str, str]]:
+        await self._request("ListMultipartUploads", prefix)
+        return [(u.key, uid) for uid, u in self.uploads.items() if u.key.startswith(prefix)]

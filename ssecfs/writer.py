@@ -1,0 +1,124 @@
+"""Writer: the local content of dirty files and getting it into the bucket.
+
+Theory of operation: a file's unsaved content is a `FileBuffer` over the object it started
+from (`OpenFile.base`); pages beyond `write_buffer_memory` spill, encrypted, to the mount's
+`SpillFile`. `upload` stores a file under the key it has now: PutObject, or a multipart upload
+whose unchanged ranges of the same object are copied server-side, then a HEAD that checks the
+object is there and encrypted with the writing key. Only then is the buffer dropped: a failed
+upload leaves the file dirty with all its data, for the next flush, fsync or unmount.
+
+Rule: every method here runs under the file's `OpenFile.lock`, taken by the caller.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from .attrs import content_type_for, meta_from_attr
+from .buffer import Fetch, FileBuffer
+from .errors import SsecfsError, StoreError, TooBig
+from .handles import OpenFile
+from .keys import KeyRing
+from .namespace import Namespace
+from .parts import MAX_OBJECT
+from .ranges import ByteRange
+from .spill import SpillFile
+from .store.base import ObjectInfo, ObjectStore
+from .transfer import Transfers
+
+log = logging.getLogger(__name__)
+
+
+class Writer:
+    def __init__(self, store: ObjectStore, keys: KeyRing, ns: Namespace, transfers: Transfers,
+                 spill: SpillFile, memory_limit: int) -> None:
+        self.store = store
+        self.keys = keys
+        self.ns = ns
+        self.transfers = transfers
+        self.spill = spill
+        self.memory_limit = memory_limit
+
+    def fetch_base(self, f: OpenFile) -> Fetch:
+        """Reads of the object a buffer starts from (zeros where there is none)."""
+        async def fetch(rng: ByteRange) -> bytes:
+            base = f.base
+            if base is None or len(rng) == 0:
+                return bytes(len(rng))
+            return await self.store.get_range(base.key, rng, self.keys.for_md5(base.key_md5),
+                                              etag=base.etag or None)
+        return fetch
+
+    def _buffer(self, f: OpenFile) -> FileBuffer:
+        if f.buffer is None:
+            f.buffer = FileBuffer(f.base.size if f.base is not None else 0, self.spill,
+                                  self.memory_limit)
+        return f.buffer
+
+    async def write(self, f: OpenFile, offset: int, data: bytes) -> None:
+        if offset + len(data) > MAX_OBJECT:
+            # S3 cannot hold it (10,000 parts of at most 5 GiB, 5 TiB in all): say so now,
+            # not at close()
+            raise TooBig(f"a write up to byte {offset + len(data)} is past S3's object limit")
+        buf = self._buffer(f)
+        await buf.write(offset, data, self.fetch_base(f))
+        f.attr = f.attr.with_(size=buf.size, mtime_ns=time.time_ns())
+
+    async def read(self, f: OpenFile, offset: int, size: int) -> bytes:
+        assert f.buffer is not None
+        return await f.buffer.read(offset, size, self.fetch_base(f))
+
+    async def truncate(self, f: OpenFile, size: int) -> None:
+        if size > MAX_OBJECT:
+            raise TooBig(f"truncate to {size} bytes is past S3's object limit")
+        if f.buffer is None and f.base is not None and f.base.size == size and not f.new:
+            return
+        await self._buffer(f).truncate(size, self.fetch_base(f))
+        f.attr = f.attr.with_(size=size, mtime_ns=time.time_ns())
+
+    async def upload(self, f: OpenFile, path: str) -> None:
+        """Store `f` at `path` if it is dirty; raise StoreError (data kept) if that fails."""
+        if not f.dirty:
+            return
+        key = self.ns.key(path)
+        meta = meta_from_attr(f.attr)
+        ctype = content_type_for(f.attr.kind)
+        buf = f.buffer
+        base = f.base
+        try:
+            if buf is None and base is not None and base.key == key and not f.new:
+                await self.transfers.copy(base, key, meta, ctype)  # attributes only
+            elif buf is None and base is None:
+                await self.store.put(key, b"", meta, ctype, self.keys.writer)
+            else:
+                size = buf.size if buf is not None else f.attr.size
+                fetch = self.fetch_base(f)
+
+                async def read(rng: ByteRange) -> bytes:
+                    if buf is None:
+                        return await fetch(rng)
+                    return await buf.read(rng.start, len(rng), fetch)
+
+                same_object = base is not None and base.key == key
+                clean = buf.clean_ranges() if buf is not None else []
+                await self.transfers.upload(key, size, meta, ctype, read,
+                                            clean if same_object else (),
+                                            base if same_object else None)
+            info = await self.store.head(key, self.keys.writer)
+        except SsecfsError as exc:
+            log.error("upload of %s failed, the data stays buffered for a retry: %s", path, exc)
+            if isinstance(exc, TooBig):
+                raise
+            raise StoreError(f"upload of {path} failed") from exc
+        self.verify(key, info)
+        if buf is not None:
+            buf.close()
+        f.buffer, f.base, f.new, f.meta_dirty = None, info, False, False
+        f.attr = self.ns.attr_of(info).with_(mtime_ns=f.attr.mtime_ns)
+        self.ns.stored(path, f.attr)
+
+    def verify(self, key: str, info: ObjectInfo) -> None:
+        if info.key_md5 != self.keys.writer.md5_b64:
+            log.error("the server stored %s WITHOUT encryption under the writing key", key)
+            raise StoreError(f"{key} was not stored with the writing SSE-C key")
