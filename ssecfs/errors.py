@@ -7,7 +7,9 @@ Every exception raised inside ssecfs on purpose subclasses `SsecfsError`. The FU
 
 from __future__ import annotations
 
+import contextlib
 import errno as _errno
+from collections.abc import Iterator
 
 
 class SsecfsError(Exception):
@@ -104,6 +106,27 @@ class UserError(SsecfsError):
     def __init__(self, message: str, exit_code: int = 1) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> Iterator[BaseException]:
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            yield from _leaves(exc)
+        else:
+            yield exc
+
+
+@contextlib.contextmanager
+def one_error() -> Iterator[None]:
+    """Around a nursery whose tasks fail with ssecfs errors: raise the first of them instead
+    of trio's ExceptionGroup, so callers catch one typed error (and answer its errno)."""
+    try:
+        yield
+    except BaseExceptionGroup as group:
+        for exc in _leaves(group):
+            if isinstance(exc, SsecfsError):
+                raise exc from None
+        raise
 
 
 # Exit codes of `ssecfs mount` / `mount.ssecfs`, documented in docs/usage.md.

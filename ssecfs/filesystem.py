@@ -40,6 +40,7 @@ from .errors import (
     NotSupported,
     ReadOnly,
     UnencryptedRefused,
+    one_error,
 )
 from .handles import DirHandle, Handle, HandleTable, OpenFile
 from .inodes import ROOT_INODE, InodeTable
@@ -522,7 +523,7 @@ class Filesystem:
             if src.kind is Kind.DIR:
                 await self._rename_dir(old, new)
             else:
-                await self._rename_file(old, new, src)
+                await self._rename_file(old, new, src, replaces=dst is not None)
             if paths.parent_of(old) != paths.parent_of(new):
                 await self.ns.keep_parent(old)
             # a directory target was empty: _rename_dir wrote its marker anew, keep it
@@ -533,11 +534,16 @@ class Filesystem:
             self.ns.invalidate(new)
             self.inodes.rename(old, new)
 
-    async def _rename_file(self, old: str, new: str, attr: Attr) -> None:
+    async def _rename_file(self, old: str, new: str, attr: Attr, replaces: bool) -> None:
         """Under the claim and the locks of both files."""
         f = self._file_at(old)
         if f is not None and f.new:
-            return  # not in the bucket yet: it will be uploaded under its new name
+            # not in the bucket yet: it will be uploaded under its new name. What it replaces
+            # goes now, or an unlink or rename before that upload would bring it back
+            target = self._file_at(new)
+            if replaces and (target is None or not target.new):
+                await self.store.delete(self.ns.key(new))
+            return
         if f is not None and f.dirty:
             await self._flush_locked(f)
         if attr.key_state is KeyState.MISMATCH:
@@ -574,9 +580,10 @@ class Filesystem:
                                           dict(info.metadata), info.content_type or
                                           content_type_for(Kind.FILE))
 
-        async with trio.open_nursery() as nursery:
-            for key in keys:
-                nursery.start_soon(move, key)
+        with one_error():
+            async with trio.open_nursery() as nursery:
+                for key in keys:
+                    nursery.start_soon(move, key)
         if old_pfx not in keys:
             # an implied directory: give the new one a marker so it exists even when empty
             attr = await self.stat_path(old)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import trio
 
-from .errors import ServerNotImplemented
+from .errors import ServerNotImplemented, one_error
 from .keys import KeyRing
 from .parts import COPY_CHUNK, PartPlan, plan_parts
 from .ranges import ByteRange
@@ -78,9 +78,10 @@ class Transfers:
                 async with limiter:
                     parts.append(await self._part(key, upload_id, plan, read, source))
 
-            async with trio.open_nursery() as nursery:
-                for plan in plans:
-                    nursery.start_soon(one, plan)
+            with one_error():
+                async with trio.open_nursery() as nursery:
+                    for plan in plans:
+                        nursery.start_soon(one, plan)
             await self.store.complete_multipart(key, upload_id, parts)
         except BaseException:
             with trio.CancelScope(shield=True):

@@ -52,10 +52,12 @@ class _Upload:
 
 @dataclass(eq=False, slots=True)
 class Gate:
-    """Holds one call of an operation just before it takes effect."""
+    """Holds one call of an operation just before it takes effect, or (`after`) once it took
+    effect and before its answer reaches the caller: a HEAD or a listing "in flight"."""
 
     op: str
     key: str | None
+    after: bool = False
     reached: trio.Event = field(default_factory=trio.Event)
     _go: trio.Event = field(default_factory=trio.Event)
 
@@ -102,8 +104,8 @@ class MemoryStore:
         self._fail.setdefault(op, []).extend(
             [exc or StoreError(f"{op}: injected fault")] * times)
 
-    def pause(self, op: str, key: str | None = None) -> Gate:
-        gate = Gate(op, key)
+    def pause(self, op: str, key: str | None = None, *, after: bool = False) -> Gate:
+        gate = Gate(op, key, after)
         self._gates.append(gate)
         return gate
 
@@ -125,12 +127,15 @@ class MemoryStore:
             raise queued.pop(0)
         if self.faults is not None and self.faults(op):
             raise StoreError(f"{op} {key}: injected fault")
+        await self._gate(op, key, after=False)
+
+    async def _gate(self, op: str, key: str, *, after: bool) -> None:
         for gate in self._gates:
-            if gate.op == op and gate.key in (None, key):
+            if gate.op == op and gate.key in (None, key) and gate.after is after:
                 self._gates.remove(gate)
                 gate.reached.set()
                 await gate._go.wait()
-                break
+                return
 
     def _store(self, key: str, body: bytes, metadata: dict[str, str], content_type: str,
                key_md5: str | None, etag: str | None = None) -> None:
@@ -159,7 +164,9 @@ class MemoryStore:
     # ---------------------------------------------------------------- reads
     async def head(self, key: str, sse: SseCKey | None) -> ObjectInfo:
         await self._request("HeadObject", key)
-        return self._info(key, self._open(key, sse, "HeadObject"))
+        info = self._info(key, self._open(key, sse, "HeadObject"))
+        await self._gate("HeadObject", key, after=True)
+        return info
 
     async def get_range(self, key: str, rng: ByteRange | None, sse: SseCKey | None, *,
                         etag: str | None = None) -> bytes:
@@ -193,9 +200,11 @@ class MemoryStore:
         if token is not None:
             entries = [e for e in entries if e[0] > token]
         page, more = entries[:max_keys], len(entries) > max_keys
-        return ListPage(tuple(o for _, o in page if o is not None),
-                        tuple(k for k, o in page if o is None),
-                        page[-1][0] if more and page else None)
+        answer = ListPage(tuple(o for _, o in page if o is not None),
+                          tuple(k for k, o in page if o is None),
+                          page[-1][0] if more and page else None)
+        await self._gate("ListObjectsV2", prefix, after=True)
+        return answer
 
     # ---------------------------------------------------------------- writes
     async def put(self, key: str, body: bytes, metadata: Mapping[str, str],

@@ -54,6 +54,10 @@ T = TypeVar("T")
 MAX_POOL = 32
 
 
+class BodyCut(StoreError):
+    """The answer's headers arrived, then its body was cut (botocore does not retry that)."""
+
+
 class EndpointError(UserError):
     def __init__(self, message: str) -> None:
         super().__init__(message, EXIT_STORE)
@@ -188,6 +192,9 @@ class S3Store:
                 out = StoreError(where)
             out.status = status
             return out
+        if isinstance(exc, botocore.exceptions.ParamValidationError):
+            # its message quotes the parameters' values, and one of them is the key
+            return StoreError(f"{op} {key}: botocore refused the request's parameters")
         if isinstance(exc, botocore.exceptions.BotoCoreError):
             return StoreError(f"{op} {key}: {exc}")
         # anything else a worker thread raised (OSError, urllib3, a bug): still an ssecfs
@@ -249,6 +256,9 @@ class S3Store:
             body = resp["Body"]
             try:
                 data = body.read()
+            except Exception as exc:
+                raise BodyCut(f"GetObject {key}{detail}: the body was cut "
+                              f"({type(exc).__name__})") from None
             finally:
                 body.close()
             return data, resp.get("SSECustomerKeyMD5")
@@ -266,7 +276,7 @@ class S3Store:
                     if not info.encrypted:
                         return await self.get_range(key, rng, None, etag=etag)
                     raise
-                if exc.status or attempt + 1 == self._body_retries:
+                if not isinstance(exc, BodyCut) or attempt + 1 == self._body_retries:
                     raise
                 log.info("GetObject %s%s was cut (%s); retrying", key, detail, exc)
                 await trio.sleep(min(0.2 * 2 ** attempt, 5.0))

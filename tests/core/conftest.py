@@ -1,5 +1,6 @@
 """Core tests: `Filesystem` driven directly, with no kernel and no network, on the
-SSE-C-enforcing `MemoryStore`. trio's autojump clock makes TTLs and backoffs instant."""
+SSE-C-enforcing `MemoryStore`. Each test takes `autojump_clock` (pytest-trio reads the clock
+only from the test's own arguments), so sleeps, TTLs and backoffs cost no wall time."""
 
 from __future__ import annotations
 
@@ -96,6 +97,16 @@ class Core:
         self.fs.releasedir(fh)
         return names
 
+    def remount(self, tmp_path: Path, **options: object) -> Core:
+        """A second mount of the same bucket with the same key: what another machine sees."""
+        other = make_core(tmp_path, **options)
+        other.store, other.key = self.store, self.key
+        other.fs = Filesystem(self.store, other.fs.cfg, KeyRing(self.key),
+                              clock=trio.current_time)
+        assert self.fs._nursery is not None
+        other.fs.start(self.fs._nursery)
+        return other
+
     def bucket(self) -> dict[str, bytes]:
         return {k: o.body for k, o in self.store.objects.items()}
 
@@ -106,11 +117,12 @@ def make_core(tmp_path: Path, **options: object) -> Core:
                       uid=0, gid=0, **options)  # type: ignore[arg-type]
     key = SseCKey(secrets.token_bytes(32))
     store = MemoryStore()
-    return Core(Filesystem(store, cfg, KeyRing(key)), store, key)
+    # the caches read trio's clock: under autojump_clock a TTL passes in no wall time
+    return Core(Filesystem(store, cfg, KeyRing(key), clock=trio.current_time), store, key)
 
 
 @pytest.fixture
-async def core(tmp_path: Path, autojump_clock: trio.abc.Clock) -> AsyncIterator[Core]:
+async def core(tmp_path: Path) -> AsyncIterator[Core]:
     c = make_core(tmp_path)
     async with trio.open_nursery() as nursery:
         c.fs.start(nursery)

@@ -15,7 +15,7 @@ async def _closing(core: Core, fh: int, done: list[str]) -> None:
     done.append("closed")
 
 
-async def test_rename_onto_a_file_whose_close_is_uploading(core: Core) -> None:
+async def test_rename_onto_a_file_whose_close_is_uploading(core: Core, autojump_clock: trio.abc.Clock) -> None:
     await core.write_file("a", b"A" * 100)
     await core.write_file("b", b"old b")
     fh = await core.fs.open(await core.ino("b"), 1)
@@ -34,7 +34,7 @@ async def test_rename_onto_a_file_whose_close_is_uploading(core: Core) -> None:
     assert await core.read_file("b") == b"A" * 100
 
 
-async def test_rename_of_a_new_file_whose_close_is_uploading(core: Core) -> None:
+async def test_rename_of_a_new_file_whose_close_is_uploading(core: Core, autojump_clock: trio.abc.Clock) -> None:
     fh = await core.create("src")
     await core.fs.write(fh, 0, b"fresh")
     gate = core.store.pause("PutObject", "src")
@@ -49,7 +49,7 @@ async def test_rename_of_a_new_file_whose_close_is_uploading(core: Core) -> None
     assert await core.listdir() == ["dst"]
 
 
-async def test_unlink_while_close_uploads(core: Core) -> None:
+async def test_unlink_while_close_uploads(core: Core, autojump_clock: trio.abc.Clock) -> None:
     fh = await core.create("f")
     await core.fs.write(fh, 0, b"doomed")
     gate = core.store.pause("PutObject", "f")
@@ -63,28 +63,31 @@ async def test_unlink_while_close_uploads(core: Core) -> None:
     assert await core.listdir() == []
 
 
-async def test_directory_rename_while_a_file_in_it_is_written_and_closed(core: Core) -> None:
+async def test_directory_rename_while_a_file_in_it_is_written_and_closed(core: Core, autojump_clock: trio.abc.Clock) -> None:
     await core.mkdir("d")
     await core.write_file("d/file", b"old content")
-    fh = await core.fs.open(await core.ino("d/file"), 1 | 0o1000)
+    fh = await core.fs.open(await core.ino("d/file"), 1)
     copy_gate = core.store.pause("CopyObject", "e/file")
     async with trio.open_nursery() as n:
         n.start_soon(core.rename, "d", "e")
         await copy_gate.reached.wait()  # the directory copy is in flight
-        await core.fs.write(fh, 0, b"new content")  # waits for the rename
 
-        async def close_then_check() -> None:
+        async def write_and_close() -> None:
+            await core.fs.write(fh, 0, b"new content")  # waits for the rename
             await core.close(fh)
+            done.append("closed")
 
-        n.start_soon(close_then_check)
+        done: list[str] = []
+        n.start_soon(write_and_close)
         await trio.sleep(1)
+        assert done == []
         copy_gate.release()
     assert core.bucket()["e/file"] == b"new content"
     assert "d/file" not in core.bucket() and "d/" not in core.bucket()
     assert await core.read_file("e/file") == b"new content"
 
 
-async def test_directory_rename_waits_for_an_upload_in_flight(core: Core) -> None:
+async def test_directory_rename_waits_for_an_upload_in_flight(core: Core, autojump_clock: trio.abc.Clock) -> None:
     await core.mkdir("d")
     fh = await core.create("d/x")
     await core.fs.write(fh, 0, b"x" * 10)
@@ -101,7 +104,7 @@ async def test_directory_rename_waits_for_an_upload_in_flight(core: Core) -> Non
     assert core.bucket() == {"e/": b"", "e/x": b"y" * 10}
 
 
-async def test_renames_of_unrelated_paths_do_not_wait_for_an_upload(core: Core) -> None:
+async def test_renames_of_unrelated_paths_do_not_wait_for_an_upload(core: Core, autojump_clock: trio.abc.Clock) -> None:
     fh = await core.create("slow")
     await core.fs.write(fh, 0, b"s")
     await core.write_file("other", b"o")

@@ -80,11 +80,11 @@ async def test_spill_file_holds_no_plaintext(tmp_path):
     assert not os.path.exists(path)
 
 
-def test_spill_detects_tampering(tmp_path):
+async def test_spill_detects_tampering(tmp_path):
     from cryptography.exceptions import InvalidTag
     spill = SpillFile(str(tmp_path), 100)
-    a = spill.store(b"a" * 100)
-    b = spill.store(b"b" * 100)
+    a = await spill.store(b"a" * 100)
+    b = await spill.store(b"b" * 100)
     rec = spill._record
     with open(spill.path, "r+b") as f:
         f.seek(a * rec)
@@ -92,7 +92,7 @@ def test_spill_detects_tampering(tmp_path):
         f.seek(b * rec)
         f.write(first)  # move slot a's record into slot b
     with pytest.raises(InvalidTag):
-        spill.load(b)
+        await spill.load(b)
     spill.close()
 
 

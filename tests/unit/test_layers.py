@@ -7,8 +7,7 @@ import sys
 import pytest
 
 PURE = ["ssecfs.errors", "ssecfs.keys", "ssecfs.config", "ssecfs.paths", "ssecfs.ranges",
-        "ssecfs.parts", "ssecfs.cache", "ssecfs.inodes", "ssecfs.attrs", "ssecfs.buffer",
-        "ssecfs.spill"]
+        "ssecfs.parts", "ssecfs.cache", "ssecfs.inodes", "ssecfs.attrs", "ssecfs.buffer"]
 
 
 @pytest.mark.parametrize("module", PURE)

@@ -1,7 +1,19 @@
+import io
+
 import botocore.exceptions
 import pytest
+import urllib3.exceptions
 
-from ssecfs.store.s3 import EndpointError, check_endpoint_url, echoed_md5s, explain_startup_error
+from ssecfs.errors import SsecfsError, StoreError
+from ssecfs.keys import SseCKey
+from ssecfs.ranges import ByteRange
+from ssecfs.store.s3 import (
+    EndpointError,
+    S3Store,
+    check_endpoint_url,
+    echoed_md5s,
+    explain_startup_error,
+)
 
 
 def test_http_endpoint_is_refused():
@@ -36,3 +48,66 @@ def client_error(status, code):
 def test_startup_errors_are_one_helpful_line(exc, words):
     text = explain_startup_error(exc, "bkt", "https://x")
     assert words in text and "\n" not in text
+
+
+# ------------------------------------------------------------------ the seam: S3Store._call
+# A stand-in for the boto3 client object (not for the server): it raises what botocore and
+# urllib3 raise when a connection drops, so the translation at the seam can be checked.
+KEY = SseCKey(bytes(range(32)))
+
+
+class CutBody(io.BytesIO):
+    def read(self, *args):
+        raise urllib3.exceptions.ProtocolError("Connection broken: IncompleteRead")
+
+
+class FakeClient:
+    def __init__(self, head_exc=None, cuts=0):
+        self.head_exc = head_exc
+        self.cuts = cuts
+        self.gets = 0
+
+    def head_object(self, **kw):
+        raise self.head_exc
+
+    def get_object(self, **kw):
+        self.gets += 1
+        body = CutBody() if self.gets <= self.cuts else io.BytesIO(b"0123456789")
+        return {"Body": body, "SSECustomerKeyMD5": KEY.md5_b64}
+
+
+@pytest.mark.parametrize("exc", [
+    botocore.exceptions.EndpointConnectionError(endpoint_url="https://x"),
+    botocore.exceptions.ConnectTimeoutError(endpoint_url="https://x"),
+    botocore.exceptions.ReadTimeoutError(endpoint_url="https://x"),
+    ValueError("a bug in a worker thread"),
+    OSError(104, "Connection reset by peer"),
+])
+async def test_every_exception_of_a_head_leaves_the_store_as_an_ssecfs_error(exc):
+    store = S3Store(FakeClient(head_exc=exc), "b")
+    with pytest.raises(StoreError) as info:
+        await store.head("k", KEY)
+    assert isinstance(info.value, SsecfsError) and "k" in str(info.value)
+
+
+async def test_param_validation_errors_do_not_quote_the_key():
+    exc = botocore.exceptions.ParamValidationError(report=f"bad value {KEY.raw!r}")
+    store = S3Store(FakeClient(head_exc=exc), "b")
+    with pytest.raises(StoreError) as info:
+        await store.head("k", KEY)
+    assert repr(KEY.raw) not in str(info.value)
+
+
+async def test_a_get_whose_body_is_cut_is_retried(autojump_clock):
+    client = FakeClient(cuts=2)
+    store = S3Store(client, "b", body_retries=4)
+    assert await store.get_range("k", ByteRange(0, 10), KEY) == b"0123456789"
+    assert client.gets == 3
+
+
+async def test_a_get_cut_every_time_fails_after_the_retries(autojump_clock):
+    client = FakeClient(cuts=100)
+    store = S3Store(client, "b", body_retries=3)
+    with pytest.raises(StoreError, match="cut"):
+        await store.get_range("k", ByteRange(0, 10), KEY)
+    assert client.gets == 3

@@ -1,0 +1,195 @@
+"""What `close()`, `fsync()` and unmount promise: data is in the bucket, or the caller hears
+an error and the data is kept. Also the copy fallbacks and the cost of each operation."""
+
+from __future__ import annotations
+
+import errno
+import os
+from collections import Counter
+from pathlib import Path
+
+import trio
+
+from ssecfs.errors import SsecfsError, StoreError
+from tests.core.conftest import Core, make_core
+from tests.core.test_operations import errno_of
+
+Clock = trio.abc.Clock
+MiB = 1024 * 1024
+
+
+async def test_a_failed_close_keeps_the_data_for_a_retry(core: Core, tmp_path: Path,
+                                                         autojump_clock: Clock) -> None:
+    fh = await core.create("f")
+    await core.fs.write(fh, 0, b"precious")
+    core.store.fail("PutObject")
+    assert await errno_of(core.fs.flush(fh)) == errno.EIO
+    await core.fs.release(fh)
+    ino = await core.ino("f")
+    core.fs.forget(ino, 1000)  # the kernel lets go of the inode: the data must not go with it
+    assert core.bucket() == {}
+    assert core.fs.dirty_files() == ["f"]
+    assert await core.read_file("f") == b"precious"  # this mount still shows it
+    fh = await core.fs.open(await core.ino("f"), os.O_RDONLY)
+    await core.fs.fsync(fh)  # the retry
+    await core.fs.release(fh)
+    assert core.bucket() == {"f": b"precious"}
+    assert core.fs.dirty_files() == []
+    other = core.remount(tmp_path / "other")
+    assert await other.read_file("f") == b"precious"
+
+
+async def test_unmount_goes_on_after_one_file_fails(core: Core, autojump_clock: Clock) -> None:
+    for name in ("a", "b", "c"):
+        fh = await core.create(name)
+        await core.fs.write(fh, 0, name.encode() * 3)
+    # the HEAD that verifies a's upload raises something that is not an ssecfs error, and
+    # b's PutObject fails: c is still uploaded, a and b are named, nothing is dropped
+    core.store.fail("HeadObject", exc=ValueError("not an ssecfs error"))
+    core.store.fail("PutObject", times=1)
+    calls = Counter(core.store.requests)
+    failed = await core.fs.flush_all()
+    assert sorted(failed) == ["a", "b"]
+    assert sorted(core.fs.dirty_files()) == ["a", "b"]
+    assert core.bucket()["c"] == b"ccc"
+    assert core.store.requests["PutObject"] - calls["PutObject"] == 3
+    assert await core.fs.flush_all() == []  # the next try saves them
+    assert core.bucket() == {"a": b"aaa", "b": b"bbb", "c": b"ccc"}
+
+
+async def test_unmount_under_random_faults_names_exactly_what_is_missing(
+        tmp_path: Path, autojump_clock: Clock) -> None:
+    from ssecfs.store.memory import FaultSchedule
+    c = make_core(tmp_path)
+    async with trio.open_nursery() as nursery:
+        c.fs.start(nursery)
+        want = {f"f{i}": os.urandom(100 + i) for i in range(30)}
+        for name, data in want.items():
+            fh = await c.create(name)
+            await c.fs.write(fh, 0, data)
+        c.store.faults = FaultSchedule(seed=7, rate=0.3)
+        failed = await c.fs.flush_all()
+        assert c.store.faults.injected > 0 and failed
+        c.store.faults = None
+        for name, data in want.items():
+            if name in failed:
+                assert name in c.fs.dirty_files()
+            else:
+                assert c.bucket()[name] == data, name
+        assert await c.fs.flush_all() == []
+        assert c.bucket() == want
+        nursery.cancel_scope.cancel()
+    c.fs.close()
+
+
+async def test_concurrent_reads_of_a_failed_segment_each_get_its_error(
+        core: Core, autojump_clock: Clock) -> None:
+    await core.write_file("f", b"x" * 1000)
+    fh = await core.fs.open(await core.ino("f"), os.O_RDONLY)
+    core.store.put_object("f", b"y" * 1000, core.key)  # replaced by another client
+    got: list[int] = []
+
+    async def read(offset: int) -> None:
+        got.append(await errno_of(core.fs.read(fh, offset, 100)))
+
+    async with trio.open_nursery() as n:
+        n.start_soon(read, 0)
+        n.start_soon(read, 50)
+    assert got == [errno.ESTALE, errno.ESTALE]
+    await core.fs.release(fh)
+
+
+async def test_chmod_of_a_closed_file_uses_the_copy_fallbacks(core: Core, tmp_path: Path,
+                                                              autojump_clock: Clock) -> None:
+    for name in ("a", "b", "c"):
+        await core.write_file(name, name.encode() * 1000)
+    core.store.copy_object_501 = True  # as Ceph RGW 16 answers for SSE-C objects
+    before = Counter(core.store.requests)
+    await core.fs.setattr(await core.ino("a"), mode=0o600)
+    await core.fs.setattr(await core.ino("b"), mode=0o640)
+    used = Counter(core.store.requests)
+    used.subtract(before)
+    assert used["CopyObject"] == 1  # refused once, remembered for the mount
+    assert used["UploadPartCopy"] == 2
+    core.store.part_copy_501 = True  # as SeaweedFS answers
+    await core.fs.setattr(await core.ino("c"), mode=0o604)
+    other = core.remount(tmp_path / "other")
+    assert [(await other.entry(n)).attr.mode for n in "abc"] == [0o600, 0o640, 0o604]
+    assert core.bucket() == {n: n.encode() * 1000 for n in "abc"}
+    assert all(o.key_md5 == core.key.md5_b64 for o in core.store.objects.values())
+
+
+async def test_a_rename_copies_under_the_writing_key(core: Core, autojump_clock: Clock) -> None:
+    await core.write_file("a", b"data")
+    await core.rename("a", "b")
+    assert core.store.objects["b"].key_md5 == core.key.md5_b64
+
+
+async def test_a_failed_multipart_upload_is_aborted_and_kept(tmp_path: Path,
+                                                            autojump_clock: Clock) -> None:
+    c = make_core(tmp_path, part_size=5 * MiB)
+    async with trio.open_nursery() as nursery:
+        c.fs.start(nursery)
+        data = os.urandom(12 * MiB)
+        fh = await c.create("big")
+        await c.fs.write(fh, 0, data)
+        c.store.fail("UploadPart", exc=StoreError("connection reset"))
+        assert await errno_of(c.fs.flush(fh)) == errno.EIO
+        assert c.store.uploads == {}  # aborted, none left behind
+        await c.fs.flush(fh)
+        await c.fs.release(fh)
+        assert c.bucket() == {"big": data}
+        nursery.cancel_scope.cancel()
+    c.fs.close()
+
+
+# ------------------------------------------------------------------ what each operation costs
+async def _cost(core: Core, op: object) -> dict[str, int]:
+    before = Counter(core.store.requests)
+    await op  # type: ignore[misc]
+    used = Counter(core.store.requests)
+    used.subtract(before)
+    return {k: v for k, v in sorted(used.items()) if v}
+
+
+async def test_requests_per_operation(core: Core, autojump_clock: Clock) -> None:
+    """A change here is a change in what users pay per operation: make it on purpose."""
+    got = {
+        "mkdir d": await _cost(core, core.mkdir("d")),
+        "write d/f (create, write, close)": await _cost(core, core.write_file("d/f", b"1")),
+        "stat d/f (cached)": await _cost(core, core.entry("d/f")),
+        "read d/f": await _cost(core, core.read_file("d/f")),
+        "listdir d": await _cost(core, core.listdir("d")),
+        "overwrite d/f": await _cost(core, core.write_file("d/f", b"22")),
+        "chmod d/f": await _cost(core, core.fs.setattr(await core.ino("d/f"), mode=0o600)),
+        "rename d/f d/g": await _cost(core, core.rename("d/f", "d/g")),
+        "unlink d/g": await _cost(core, core.unlink("d/g")),
+        "rmdir d": await _cost(core, core.fs.rmdir(1, "d")),
+    }
+    assert got == {
+        "mkdir d": {"HeadObject": 1, "ListObjectsV2": 1, "PutObject": 1},
+        "write d/f (create, write, close)": {"HeadObject": 2, "ListObjectsV2": 1,
+                                             "PutObject": 1},
+        "stat d/f (cached)": {},
+        "read d/f": {"GetObject": 1, "HeadObject": 1},
+        "listdir d": {"ListObjectsV2": 1},
+        "overwrite d/f": {"HeadObject": 2, "PutObject": 1},
+        "chmod d/f": {"CopyObject": 1, "HeadObject": 2},
+        "rename d/f d/g": {"CopyObject": 1, "DeleteObject": 1, "HeadObject": 2,
+                           "ListObjectsV2": 1},
+        "unlink d/g": {"DeleteObject": 1, "HeadObject": 1, "ListObjectsV2": 1},
+        "rmdir d": {"DeleteObject": 1, "ListObjectsV2": 1},
+    }
+
+
+async def test_errors_leaving_the_memory_store_are_ssecfs_errors(core: Core,
+                                                                 autojump_clock: Clock) -> None:
+    from ssecfs.keys import SseCKey
+    core.store.put_object("k", b"v", core.key)
+    for call in (core.store.head("k", None), core.store.head("k", SseCKey(bytes(32))),
+                 core.store.get_range("k", None, None), core.store.head("missing", core.key)):
+        try:
+            await call
+        except SsecfsError:
+            continue
+        raise AssertionError("no error")
