@@ -105,8 +105,11 @@ class Namespace:
             self.attrs.put(path, attr)
 
     def stored(self, path: str, attr: Attr) -> None:
-        """The mount itself just stored `path` with `attr`."""
-        self.invalidate(path)
+        """The mount itself just stored `path` with `attr` (new content or attributes).
+        What is below it is unchanged: a `chmod` of a directory keeps its children cached."""
+        self.changes.changed(path)
+        self._absent.pop(path)
+        self._listings.pop(paths.parent_of(path))
         self.attrs.put(path, attr)
 
     def removed_dir(self, path: str) -> None:

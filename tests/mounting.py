@@ -73,6 +73,10 @@ class Mount:
     options: list[str] = field(default_factory=list)
     proc: subprocess.Popen[bytes] | None = None
     endpoint: str | None = None  # mount through this URL instead of server.endpoint (a proxy)
+    # what the e2e teardown expects of the daemon: its exit status when the test left it
+    # running (None: not checked), and a log without tracebacks
+    expect_exit: int | None = 0
+    expect_clean_log: bool = True
 
     # ---------------------------------------------------------------- S3 side helpers
     @property
@@ -170,6 +174,19 @@ class Mount:
         code = self.stop()
         assert code == 0, f"ssecfs exited with {code}:\n{self.log()}"
         return self.start()
+
+    def teardown_problems(self) -> list[str]:
+        """Stop the daemon; what was wrong with how it ended (for the e2e teardown)."""
+        code = self.stop()
+        problems = []
+        if code is not None and self.expect_exit is not None and code != self.expect_exit:
+            problems.append(f"ssecfs exited with {code}, expected {self.expect_exit}")
+        text = self.log()
+        if self.expect_clean_log:
+            for bad in ("Traceback", "unexpected error", "failed unexpectedly"):
+                if bad in text:
+                    problems.append(f"the daemon log holds {bad!r}")
+        return problems
 
     def log(self) -> str:
         try:

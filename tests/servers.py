@@ -147,10 +147,8 @@ class S3Server:
     def create_bucket(self, name: str) -> str:
         """Create bucket ``name`` (already owning it is fine); returns the name."""
         client = self.boto3_client()
-        try:
+        with contextlib.suppress(client.exceptions.BucketAlreadyOwnedByYou):
             client.create_bucket(Bucket=name)
-        except client.exceptions.BucketAlreadyOwnedByYou:
-            pass
         return name
 
     def purge_bucket(self, name: str) -> None:
@@ -746,7 +744,7 @@ def start_seaweedfs(state_dir: str | os.PathLike[str], *,
     ca, crt, key = ensure_tls(state / "tls")
     ak, sk = _credentials(state)
     old = (info or {}).get("ports", {})
-    ports = dict(zip(_WEED_PORTS, _free_ports(len(_WEED_PORTS), [old.get(k) for k in _WEED_PORTS])))
+    ports = dict(zip(_WEED_PORTS, _free_ports(len(_WEED_PORTS), [old.get(k) for k in _WEED_PORTS]), strict=False))
     if [ports[k] for k in _WEED_PORTS] != [old.get(k) for k in _WEED_PORTS]:
         # the volume server's identity is ip:port: with new ports start from empty data
         shutil.rmtree(state / "data", ignore_errors=True)

@@ -219,3 +219,16 @@ async def test_a_listing_in_flight_during_rename_does_not_bring_the_old_name_bac
         gate.release()
     assert await core.listdir() == ["new"]
     assert await errno_of(core.entry("old")) == errno.ENOENT
+
+
+async def test_attributes_of_a_directory_change_without_forgetting_its_children(
+        core: Core, autojump_clock: Clock) -> None:
+    # cp -a and rsync -a set a directory's times after its children: SeaweedFS drops a
+    # marker's metadata, so what the mount cached is all that holds those times until remount
+    await core.mkdir("d")
+    await core.mkdir("d/sub")
+    await core.fs.setattr(await core.ino("d/sub"), mtime_ns=1_000_000_000)
+    await core.fs.setattr(await core.ino("d"), mtime_ns=2_000_000_000)
+    heads = core.store.requests["HeadObject"]
+    assert (await core.entry("d/sub")).attr.mtime_ns == 1_000_000_000
+    assert core.store.requests["HeadObject"] == heads

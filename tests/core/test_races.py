@@ -15,7 +15,8 @@ async def _closing(core: Core, fh: int, done: list[str]) -> None:
     done.append("closed")
 
 
-async def test_rename_onto_a_file_whose_close_is_uploading(core: Core, autojump_clock: trio.abc.Clock) -> None:
+async def test_rename_onto_a_file_whose_close_is_uploading(core: Core,
+        autojump_clock: trio.abc.Clock) -> None:
     await core.write_file("a", b"A" * 100)
     await core.write_file("b", b"old b")
     fh = await core.fs.open(await core.ino("b"), 1)
@@ -34,7 +35,8 @@ async def test_rename_onto_a_file_whose_close_is_uploading(core: Core, autojump_
     assert await core.read_file("b") == b"A" * 100
 
 
-async def test_rename_of_a_new_file_whose_close_is_uploading(core: Core, autojump_clock: trio.abc.Clock) -> None:
+async def test_rename_of_a_new_file_whose_close_is_uploading(core: Core,
+        autojump_clock: trio.abc.Clock) -> None:
     fh = await core.create("src")
     await core.fs.write(fh, 0, b"fresh")
     gate = core.store.pause("PutObject", "src")
@@ -49,7 +51,8 @@ async def test_rename_of_a_new_file_whose_close_is_uploading(core: Core, autojum
     assert await core.listdir() == ["dst"]
 
 
-async def test_unlink_while_close_uploads(core: Core, autojump_clock: trio.abc.Clock) -> None:
+async def test_unlink_while_close_uploads(core: Core,
+        autojump_clock: trio.abc.Clock) -> None:
     fh = await core.create("f")
     await core.fs.write(fh, 0, b"doomed")
     gate = core.store.pause("PutObject", "f")
@@ -63,7 +66,8 @@ async def test_unlink_while_close_uploads(core: Core, autojump_clock: trio.abc.C
     assert await core.listdir() == []
 
 
-async def test_directory_rename_while_a_file_in_it_is_written_and_closed(core: Core, autojump_clock: trio.abc.Clock) -> None:
+async def test_directory_rename_while_a_file_in_it_is_written_and_closed(core: Core,
+        autojump_clock: trio.abc.Clock) -> None:
     await core.mkdir("d")
     await core.write_file("d/file", b"old content")
     fh = await core.fs.open(await core.ino("d/file"), 1)
@@ -87,7 +91,8 @@ async def test_directory_rename_while_a_file_in_it_is_written_and_closed(core: C
     assert await core.read_file("e/file") == b"new content"
 
 
-async def test_directory_rename_waits_for_an_upload_in_flight(core: Core, autojump_clock: trio.abc.Clock) -> None:
+async def test_directory_rename_waits_for_an_upload_in_flight(core: Core,
+        autojump_clock: trio.abc.Clock) -> None:
     await core.mkdir("d")
     fh = await core.create("d/x")
     await core.fs.write(fh, 0, b"x" * 10)
@@ -104,7 +109,8 @@ async def test_directory_rename_waits_for_an_upload_in_flight(core: Core, autoju
     assert core.bucket() == {"e/": b"", "e/x": b"y" * 10}
 
 
-async def test_renames_of_unrelated_paths_do_not_wait_for_an_upload(core: Core, autojump_clock: trio.abc.Clock) -> None:
+async def test_renames_of_unrelated_paths_do_not_wait_for_an_upload(core: Core,
+        autojump_clock: trio.abc.Clock) -> None:
     fh = await core.create("slow")
     await core.fs.write(fh, 0, b"s")
     await core.write_file("other", b"o")

@@ -30,8 +30,12 @@ def mount_factory(s3server: S3Server, bucket: str, sse_key: bytes, key_file: Pat
         return m.start() if start else m
 
     yield make
-    for m in made:
-        m.stop()
+    # every daemon ends cleanly: exit 0 at unmount and no traceback in its log (a test that
+    # provokes another ending says so with Mount.expect_exit / expect_clean_log)
+    problems = [f"{m.path.name}: {p}" for m in made for p in m.teardown_problems()]
+    if problems:
+        logs = "\n".join(f"--- {m.log_path}\n{m.log()[-4000:]}" for m in made)
+        pytest.fail("; ".join(problems) + "\n" + logs)
 
 
 @pytest.fixture

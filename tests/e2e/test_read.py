@@ -207,7 +207,7 @@ def tree(s3server: S3Server, tmp_path_factory: pytest.TempPathFactory) -> Iterat
                 for size in MULTIPART_PARTS:
                     offsets.append(offsets[-1] + size)
                 put_multipart(client, bucket, name, key,
-                              [body[a:b] for a, b in zip(offsets, offsets[1:])])
+                              [body[a:b] for a, b in zip(offsets, offsets[1:], strict=False)])
             else:
                 client.put_object(Bucket=bucket, Key=name, Body=body,
                                   Metadata=metadata.get(name, {}), **sse(key))

@@ -23,6 +23,7 @@ import pytest
 from tests.fuse_util import is_mounted, require_fuse, unmount
 from tests.mounting import SSECFS, sse
 from tests.servers import S3Server
+import contextlib
 
 MODES = ["background", "foreground"]
 SYSTEM_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
@@ -127,10 +128,8 @@ class Runner:
             while ssecfs_pids(mp) and time.monotonic() < deadline:
                 time.sleep(0.1)
             for pid in ssecfs_pids(mp):  # ours: started by this test for this mountpoint
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, 9)
-                except ProcessLookupError:
-                    pass
 
 
 @pytest.fixture

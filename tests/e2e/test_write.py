@@ -15,7 +15,6 @@ import stat
 import subprocess
 import time
 
-
 from tests.mounting import Mount, Request
 from tests.servers import S3Server
 
@@ -116,7 +115,7 @@ def test_many_small_writes_and_read_back_before_close(mnt: Mount) -> None:
     model = bytearray()
     rng = random.Random(7)
     with open(mnt / "pieces.bin", "w+b", buffering=0) as f:
-        for i in range(300):
+        for _i in range(300):
             piece = rng.randbytes(rng.randint(1, 9000))
             f.write(piece)
             model += piece

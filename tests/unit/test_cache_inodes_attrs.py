@@ -2,7 +2,15 @@ import stat
 
 import pytest
 
-from ssecfs.attrs import Attr, Defaults, Kind, attr_from_meta, format_mtime, meta_from_attr, parse_mtime_ns
+from ssecfs.attrs import (
+    Attr,
+    Defaults,
+    Kind,
+    attr_from_meta,
+    format_mtime,
+    meta_from_attr,
+    parse_mtime_ns,
+)
 from ssecfs.cache import TtlCache
 from ssecfs.errors import Stale
 from ssecfs.inodes import ROOT_INODE, InodeTable

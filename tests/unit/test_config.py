@@ -1,6 +1,14 @@
 import pytest
 
-from ssecfs.config import MountConfig, OptionError, apply_o_options, fuse_mount_options, parse_size, split_bucket, split_o_options
+from ssecfs.config import (
+    MountConfig,
+    OptionError,
+    apply_o_options,
+    fuse_mount_options,
+    parse_size,
+    split_bucket,
+    split_o_options,
+)
 
 
 def base() -> MountConfig:

@@ -5,7 +5,14 @@ import stat
 
 import pytest
 
-from ssecfs.keys import KeyFileError, SseCKey, generate_key_file, load_key_fd, load_key_file, parse_key
+from ssecfs.keys import (
+    KeyFileError,
+    SseCKey,
+    generate_key_file,
+    load_key_fd,
+    load_key_file,
+    parse_key,
+)
 
 RAW = bytes(range(32))
 
