@@ -2,8 +2,11 @@
 #
 #   make deps    install system packages (apt, as root, only what is missing) and
 #                create .venv with the project installed in editable mode + test extras
-#   make test    deps, then the whole pytest suite (unit + e2e against Ceph RGW and SeaweedFS)
-#   make unit    deps, then the unit tests only
+#   make test    deps, lint, then the whole pytest suite: unit and core tests first, then the
+#                e2e tests against Ceph RGW and SeaweedFS (CI=true: a missing FUSE fails)
+#   make unit    unit + core tests (no network, no mount); needs neither apt nor root: its
+#                .venv lacks only pyfuse3 until `make deps` completes it
+#   make lint    ruff over ssecfs/ and tests/, mypy --strict over ssecfs/ (no apt, no root)
 #   make install-helpers   (part of deps) symlink mount.ssecfs, mount.fuse.ssecfs into /sbin and
 #                ssecfs into /usr/local/bin, pointing at this checkout's .venv, so that
 #                `mount -t ssecfs`, /etc/fstab and the systemd units work (root or sudo -n only)
@@ -20,7 +23,9 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV   := .venv
 VPY    := $(VENV)/bin/python
-# stamp: .venv built and `pip install -e .[test]` done for this pyproject.toml
+# stamps: .venv with everything but pyfuse3 (unit, core, lint: no apt needed), and
+# `pip install -e .[test]` done (pyfuse3 compiled against libfuse3) for this pyproject.toml
+UNIT_STAMP := $(VENV)/.ssecfs-unit-deps
 VENV_STAMP := $(VENV)/.ssecfs-deps
 PYTEST_ARGS ?=
 
@@ -66,13 +71,18 @@ apt:
 	  $$sudo apt-get install -y -q --no-install-recommends $$missing; \
 	fi
 
-$(VENV_STAMP): pyproject.toml
+$(UNIT_STAMP): pyproject.toml scripts/requirements.py
 	@if [[ ! -x $(VPY) ]] || ! $(VPY) -c 'import sys; sys.exit(sys.version_info < (3, 11))' >/dev/null 2>&1; then \
-	  echo "make deps: creating $(VENV) with $$(command -v $(PYTHON))"; \
+	  echo "make: creating $(VENV) with $$(command -v $(PYTHON))"; \
 	  rm -rf $(VENV); \
 	  $(PYTHON) -m venv $(VENV); \
 	fi
 	$(VPY) -m pip install -q --upgrade pip setuptools wheel
+	$(VPY) -m pip install -q $$($(VPY) scripts/requirements.py --extra unit --without pyfuse3)
+	$(VPY) -m pip install -q --no-deps -e .
+	@touch $@
+
+$(VENV_STAMP): $(UNIT_STAMP)
 	$(VPY) -m pip install -q -e '.[test]'
 	@touch $@
 
@@ -120,21 +130,22 @@ uninstall-helpers:
 
 # pytest exit code 5 means "no tests collected": treat it as a failure, never as success.
 define run_pytest
-	@set +e; $(VPY) -m pytest -ra $(PYTEST_ARGS) $(1); rc=$$?; set -e; \
+	@set +e; $(VPY) -m pytest -ra --durations=15 $(PYTEST_ARGS) $(1); rc=$$?; set -e; \
 	if [[ $$rc == 5 ]]; then echo "make: FAILED: pytest collected no tests in $(1)" >&2; exit 1; fi; \
 	exit $$rc
 endef
 
+# one session, fast tests first: a broken core shows in seconds, before any server starts
 test: deps lint
-	$(call run_pytest,tests)
+	$(call run_pytest,tests/unit tests/core tests/e2e)
 
-# the package itself is kept clean: ruff (pyproject's rules) and mypy --strict
-lint: deps
-	$(VENV)/bin/ruff check ssecfs
+# ruff (pyproject's rules) over the package and the tests, mypy --strict over the package
+lint: $(UNIT_STAMP)
+	$(VENV)/bin/ruff check ssecfs tests bench scripts
 	$(VENV)/bin/mypy ssecfs
 
-unit: deps
-	$(call run_pytest,tests/unit)
+unit: $(UNIT_STAMP)
+	$(call run_pytest,tests/unit tests/core)
 
 e2e: deps
 	$(call run_pytest,tests/e2e)

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -54,10 +55,11 @@ def main() -> int:
             s3 = srv.boto3_client()
             rows = []
             for run in range(args.runs):
-                put = timed(lambda: s3.put_object(Bucket=bucket, Key=f"b{run}", Body=data,
-                                                  **sse(key)))
-                get = timed(lambda: s3.get_object(Bucket=bucket, Key=f"b{run}",
-                                                  **sse(key))["Body"].read())
+                name = f"b{run}"
+                put = timed(partial(s3.put_object, Bucket=bucket, Key=name, Body=data,
+                                    **sse(key)))
+                get = timed(partial(lambda k: s3.get_object(Bucket=bucket, Key=k, **sse(key))
+                                    ["Body"].read(), name))
                 m = Mount(server=srv, bucket=bucket, key=key, key_file=key_file,
                           path=tmpd / "mnt", log_path=tmpd / "mnt.log",
                           options=[o for o in args.options.split(",") if o])
@@ -65,12 +67,12 @@ def main() -> int:
                 try:
                     src = tmpd / "src.bin"
                     src.write_bytes(data)
-                    write = timed(lambda: subprocess.run(
-                        ["dd", f"if={src}", f"of={m.path}/w{run}", "bs=1M", "status=none"],
+                    write = timed(partial(subprocess.run, [
+                        "dd", f"if={src}", f"of={m.path}/w{run}", "bs=1M", "status=none"],
                         check=True))
                     src.unlink()
-                    read = timed(lambda: subprocess.run(
-                        ["dd", f"if={m.path}/b{run}", "of=/dev/null", "bs=1M", "status=none"],
+                    read = timed(partial(subprocess.run, [
+                        "dd", f"if={m.path}/{name}", "of=/dev/null", "bs=1M", "status=none"],
                         check=True))
                 finally:
                     m.stop()
@@ -79,7 +81,7 @@ def main() -> int:
                       f"get {size / get / MB:7.1f} MB/s | ssecfs write {size / write / MB:7.1f} "
                       f"MB/s ({put / write:4.2f}x)  read {size / read / MB:7.1f} MB/s "
                       f"({get / read:4.2f}x)", flush=True)
-            best = [min(col) for col in zip(*rows)]
+            best = [min(col) for col in zip(*rows, strict=True)]
             print(f"best of {args.runs} on {args.server}, {args.mib} MiB: write ratio "
                   f"{best[0] / best[2]:.2f}, read ratio {best[1] / best[3]:.2f} "
                   f"(ssecfs / direct boto3; 1.00 = as fast)")

@@ -17,17 +17,19 @@ without /dev/fuse or fusermount3, but fails under CI=true.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import functools
 import os
 import re
 import secrets
 import signal
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests import servers
+from tests import private_helpers, servers
 from tests.fuse_util import fuse_missing_reason, in_ci
 from tests.servers import S3Server, ServerError
 
@@ -52,10 +54,15 @@ def selected_server_kinds() -> list[str]:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    # first, while the process has one thread: this checkout's mount helpers, in a private
+    # mount namespace (tests/private_helpers.py); without root the system tests need
+    # `make install-helpers` instead
+    private_helpers.enter(Path(sys.executable).parent)
     config.addinivalue_line("markers", "e2e: needs real S3 servers and a FUSE mount")
     config.addinivalue_line(
         "markers",
-        "requires_fuse: needs /dev/fuse and fusermount3 (skipped without them; fails under CI=true)",
+        "requires_fuse: needs /dev/fuse and fusermount3 "
+        "(skipped without them; fails under CI=true)",
     )
     # SIGTERM (e.g. a CI timeout) -> KeyboardInterrupt, so the session fixtures' teardown
     # still stops the servers. Only if nobody else handles SIGTERM already.
@@ -64,10 +71,8 @@ def pytest_configure(config: pytest.Config) -> None:
         def _on_sigterm(signum: int, frame: object) -> None:
             raise KeyboardInterrupt("SIGTERM")
 
-        try:
+        with contextlib.suppress(ValueError):  # not the main thread
             signal.signal(signal.SIGTERM, _on_sigterm)
-        except ValueError:  # not the main thread
-            pass
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

@@ -34,7 +34,8 @@ def in_ci() -> bool:
 def fuse_missing_reason() -> str | None:
     """Why FUSE mounts cannot work here, or None if they can (as far as cheaply checkable)."""
     if not os.path.exists("/dev/fuse"):
-        return "FUSE unavailable: /dev/fuse does not exist (load the fuse module / run with --device /dev/fuse)"
+        return ("FUSE unavailable: /dev/fuse does not exist (load the fuse module / run with "
+                "--device /dev/fuse)")
     if not os.access("/dev/fuse", os.R_OK | os.W_OK):
         return "FUSE unavailable: /dev/fuse is not readable and writable by this user"
     if not shutil.which("fusermount3"):

@@ -359,9 +359,10 @@ def _run(cmd: list[str], log: Path, env: dict[str, str] | None = None, timeout: 
             rc = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
                                 env=env, timeout=timeout, check=False).returncode
         except subprocess.TimeoutExpired:
-            raise ServerError(f"{what or cmd[0]} timed out after {timeout:.0f}s (see {log})")
+            raise ServerError(
+                f"{what or cmd[0]} timed out after {timeout:.0f}s (see {log})") from None
         except OSError as e:
-            raise ServerError(f"cannot run {cmd[0]}: {e}")
+            raise ServerError(f"cannot run {cmd[0]}: {e}") from e
         out.seek(0)
         text = out.read().decode(errors="replace")
     if rc != 0:
@@ -393,7 +394,8 @@ def ensure_tls(tls_dir: str | os.PathLike[str]) -> tuple[Path, Path, Path]:
     """
     d = Path(tls_dir)
     ca, crt, key = d / "ca.crt", d / "server.crt", d / "server.key"
-    if ca.is_file() and crt.is_file() and key.is_file() and ca.stat().st_size and crt.stat().st_size:
+    if (ca.is_file() and crt.is_file() and key.is_file() and ca.stat().st_size
+            and crt.stat().st_size):
         return ca, crt, key
     openssl = _need_openssl()
     d.mkdir(parents=True, exist_ok=True)
@@ -484,14 +486,16 @@ def _cephx_key() -> str:
 def _check_ceph() -> dict[str, str]:
     found, missing = {}, []
     for tool, pkg in _CEPH_TOOLS.items():
-        exe = shutil.which(tool) or (f"/usr/bin/{tool}" if os.access(f"/usr/bin/{tool}", os.X_OK) else None)
+        exe = shutil.which(tool) or (f"/usr/bin/{tool}"
+                                     if os.access(f"/usr/bin/{tool}", os.X_OK) else None)
         if exe:
             found[tool] = exe
         elif pkg not in missing:
             missing.append(pkg)
     if missing:
         raise ServerError(
-            f"Ceph is not installed (missing {', '.join(missing)}): run `make deps` (or `make test`), "
+            f"Ceph is not installed (missing {', '.join(missing)}): run `make deps` "
+            "(or `make test`), "
             f"or apt-get install -y --no-install-recommends {CEPH_PACKAGES}"
         )
     return found
@@ -583,7 +587,8 @@ osd op num threads per shard = 2
 [client.rgw.a]
 rgw data = {state}/rgw
 # tcp_nodelay: without it every LIST and empty PUT waits ~50 ms (Nagle + delayed ACK)
-rgw frontends = beast tcp_nodelay=1 endpoint=127.0.0.1:{http_port} ssl_endpoint=127.0.0.1:{https_port} ssl_certificate={crt} ssl_private_key={key}
+rgw frontends = beast tcp_nodelay=1 endpoint=127.0.0.1:{http_port} \
+ssl_endpoint=127.0.0.1:{https_port} ssl_certificate={crt} ssl_private_key={key}
 rgw crypt require ssl = true
 rgw thread pool size = 64
 rgw dns name = localhost
@@ -694,7 +699,8 @@ def _probe_s3(server: S3Server, timeout: float) -> None:
         except (BotoCoreError, ClientError) as e:
             last = e
             time.sleep(0.2)
-    raise ServerError(f"{server.kind} at {server.endpoint} answers but cannot store objects: {last}")
+    raise ServerError(
+        f"{server.kind} at {server.endpoint} answers but cannot store objects: {last}")
 
 
 # --------------------------------------------------------------------------- SeaweedFS
@@ -744,7 +750,8 @@ def start_seaweedfs(state_dir: str | os.PathLike[str], *,
     ca, crt, key = ensure_tls(state / "tls")
     ak, sk = _credentials(state)
     old = (info or {}).get("ports", {})
-    ports = dict(zip(_WEED_PORTS, _free_ports(len(_WEED_PORTS), [old.get(k) for k in _WEED_PORTS]), strict=False))
+    free = _free_ports(len(_WEED_PORTS), [old.get(k) for k in _WEED_PORTS])
+    ports = dict(zip(_WEED_PORTS, free, strict=False))
     if [ports[k] for k in _WEED_PORTS] != [old.get(k) for k in _WEED_PORTS]:
         # the volume server's identity is ip:port: with new ports start from empty data
         shutil.rmtree(state / "data", ignore_errors=True)

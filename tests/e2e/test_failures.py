@@ -4,8 +4,8 @@ The mount talks to the test server through a small TCP proxy in this process. Th
 refuse every connection (the server is "down"), drop a connection once it has carried more
 than a few hundred KiB from the client (large bodies fail, small requests such as
 AbortMultipartUpload still pass), or drop it once as much came back from the server (a GET's
-body is cut after its headers arrived, which botocore does not retry). TLS goes end to end through it: the server's certificate is for 127.0.0.1, which the
-proxy's address is too.
+body is cut after its headers arrived, which botocore does not retry). TLS goes end to end
+through it: the server's certificate is for 127.0.0.1, which the proxy's address is too.
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ meets most also run in the foreground.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import secrets
@@ -23,7 +24,6 @@ import pytest
 from tests.fuse_util import is_mounted, require_fuse, unmount
 from tests.mounting import SSECFS, sse
 from tests.servers import S3Server
-import contextlib
 
 MODES = ["background", "foreground"]
 SYSTEM_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"

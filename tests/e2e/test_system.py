@@ -2,9 +2,10 @@
 protocol and unit files, clean shutdown on signals and umount, and no key in logs or /proc.
 
 The `mount -t ssecfs` tests need /sbin/mount.ssecfs and /sbin/mount.fuse.ssecfs pointing at
-this checkout's .venv (`make install-helpers`, part of `make deps`); without them they skip,
-and fail under CI=true. Every background daemon logs to a file in the test's directory
-(-o log_file=), which the tests read.
+this checkout's .venv. As root, the test session provides them itself in a private mount
+namespace (tests/private_helpers.py), whatever machine-wide links say; otherwise they come
+from `make install-helpers`. Without them these tests skip, and fail under CI=true. Every
+background daemon logs to a file in the test's directory (-o log_file=), which the tests read.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from typing import Any
 
 import pytest
 
+from tests import private_helpers
 from tests.e2e.conftest import MountFactory
 from tests.fuse_util import in_ci, is_mounted, require_fuse
 from tests.mounting import sse
@@ -56,7 +58,9 @@ def require_helpers() -> None:
     for name in ("mount.ssecfs", "mount.fuse.ssecfs"):
         link, want = Path("/sbin") / name, VENV_BIN / name
         if not link.exists() or link.resolve() != want.resolve():
-            _skip_or_fail(f"{link} is not {want}: run `make install-helpers` (as root)")
+            _skip_or_fail(f"{link} is not {want} (no private helpers: "
+                          f"{private_helpers.why_not}); run the tests as root, or "
+                          f"`make install-helpers`")
 
 
 def key_forms(key: bytes) -> dict[str, bytes]:
