@@ -102,3 +102,45 @@ def test_stale_spill_files_are_removed(tmp_path):
     (tmp_path / "other").write_bytes(b"keep")
     assert remove_stale_spill_files(str(tmp_path)) == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["other", f"spill-{os.getpid()}-abcd.bin"]
+
+
+async def test_spill_crypto_and_disk_io_run_in_worker_threads(tmp_path):
+    # a big write must not stall every other request of the mount on AES-GCM and pwrite
+    import threading
+    spill = SpillFile(str(tmp_path), 100)
+    seen = []
+    seal, unseal = spill._seal, spill._unseal
+
+    def spy(fn):
+        def wrapped(*args):
+            seen.append(threading.current_thread() is threading.main_thread())
+            return fn(*args)
+        return wrapped
+
+    spill._seal, spill._unseal = spy(seal), spy(unseal)
+    slot = await spill.store(b"x" * 100)
+    assert await spill.load(slot) == b"x" * 100
+    assert seen == [False, False]
+    spill.close()
+
+
+class FullDisk:
+    """A page store whose disk is full: every store fails."""
+
+    async def store(self, data):
+        raise OSError(28, "No space left on device")
+
+    async def load(self, slot):
+        raise AssertionError("nothing was stored")
+
+    def free(self, slot):
+        pass
+
+
+async def test_a_page_stays_in_memory_when_it_cannot_be_spilled():
+    buf = FileBuffer(0, FullDisk(), memory_limit=PAGE)
+    first = os.urandom(PAGE)
+    await buf.write(0, first, Remote(b""))
+    with pytest.raises(OSError):
+        await buf.write(PAGE, os.urandom(PAGE), Remote(b""))  # memory full, spill fails
+    assert await buf.read(0, PAGE, Remote(b"")) == first  # what write() acknowledged is kept
