@@ -54,11 +54,24 @@ class Defaults:
     dir_mode: int
 
 
-def _int(meta: dict[str, str], name: str) -> int | None:
-    try:
-        return int(meta[name].strip())
-    except (KeyError, ValueError):
+ID_MAX = 2**32 - 2  # (uid_t)-1 means "no change" to chown(2): never an owner
+MTIME_NS_MAX = 2**63 - 1  # what the kernel's timespec (and pyfuse3) can carry
+
+
+def _int(meta: dict[str, str], name: str, low: int, high: int,
+         problems: list[str] | None) -> int | None:
+    """meta[name] as an int in [low, high]; None (and a note in `problems`) if it is not."""
+    if name not in meta:
         return None
+    try:
+        value = int(meta[name].strip())
+    except ValueError:
+        value = None
+    if value is None or not low <= value <= high:
+        if problems is not None:
+            problems.append(f"x-amz-meta-{name}={meta[name][:40]!r}")
+        return None
+    return value
 
 
 def parse_mtime_ns(text: str) -> int | None:
@@ -76,10 +89,21 @@ def format_mtime(mtime_ns: int) -> str:
 
 
 def attr_from_meta(meta: dict[str, str], size: int, last_modified_ns: int, defaults: Defaults,
-                   is_dir: bool = False, key_state: KeyState = KeyState.OK) -> Attr:
-    """Attributes of an object from its metadata, falling back to the mount's defaults."""
+                   is_dir: bool = False, key_state: KeyState = KeyState.OK,
+                   problems: list[str] | None = None) -> Attr:
+    """Attributes of an object from its metadata, falling back to the mount's defaults.
+
+    Metadata written by other tools may be anything: a field that is not a number in range
+    (a uid of -1, an mtime of 9e30, a mode with an unknown file type) takes the default, and
+    is named in `problems` so that the caller can log it."""
     meta = {k.lower(): v for k, v in meta.items()}
-    raw_mode = _int(meta, "mode")
+    raw_mode = _int(meta, "mode", 0, 0o177777, problems)
+    if raw_mode is not None and stat.S_IFMT(raw_mode) not in (0, stat.S_IFREG, stat.S_IFDIR,
+                                                             stat.S_IFLNK):
+        if problems is not None:
+            problems.append(f"x-amz-meta-mode={meta['mode'][:40]!r} (not a file, directory "
+                            "or symlink)")
+        raw_mode = None
     kind = Kind.DIR if is_dir else Kind.FILE
     if raw_mode is not None and not is_dir and stat.S_ISLNK(raw_mode):
         kind = Kind.SYMLINK
@@ -90,8 +114,12 @@ def attr_from_meta(meta: dict[str, str], size: int, last_modified_ns: int, defau
     if kind is Kind.SYMLINK:
         perm = 0o777
     mtime = parse_mtime_ns(meta["mtime"]) if "mtime" in meta else None
-    uid = _int(meta, "uid")
-    gid = _int(meta, "gid")
+    if mtime is not None and not -MTIME_NS_MAX <= mtime <= MTIME_NS_MAX:
+        mtime = None
+    if mtime is None and "mtime" in meta and problems is not None:
+        problems.append(f"x-amz-meta-mtime={meta['mtime'][:40]!r}")
+    uid = _int(meta, "uid", 0, ID_MAX, problems)
+    gid = _int(meta, "gid", 0, ID_MAX, problems)
     return Attr(kind=kind, mode=perm, uid=defaults.uid if uid is None else uid,
                 gid=defaults.gid if gid is None else gid, size=size,
                 mtime_ns=last_modified_ns if mtime is None else mtime, key_state=key_state)

@@ -96,6 +96,14 @@ class StoreError(SsecfsError):
     errno = _errno.EIO
 
 
+class LocalDiskError(SsecfsError):
+    """The local spill file could not be written or read (disk full, directory gone)."""
+
+    def __init__(self, message: str, errno: int = _errno.EIO) -> None:
+        super().__init__(message)
+        self.errno = errno
+
+
 class ServerNotImplemented(StoreError):
     """The server answered 501 NotImplemented: the caller should fall back to another method."""
 

@@ -186,6 +186,20 @@ class Filesystem:
                     yield wanted
                 return
 
+    @staticmethod
+    def _existing(name: str) -> str:
+        """A name an operation on an existing entry is given: one over NAME_MAX cannot
+        exist, and says so (ENAMETOOLONG, as create and mkdir do), not ENOENT."""
+        if len(paths.encode_name(name)) > paths.NAME_MAX:
+            raise NameTooLong(name)
+        return name
+
+    def _fits(self, path: str) -> str:
+        """`path` if its object key (with a directory's "/") is within S3's key limit."""
+        if len(self.ns.dir_key(path).encode()) > paths.KEY_MAX:
+            raise NameTooLong(f"the object key for {path} would be over {paths.KEY_MAX} bytes")
+        return path
+
     def _writable(self) -> None:
         if self.cfg.read_only:
             raise ReadOnly("mounted read-only")
@@ -224,6 +238,12 @@ class Filesystem:
         attr = await self.stat_path(path)
         if attr.kind is not Kind.SYMLINK:
             raise InvalidName(f"{path} is not a symlink")  # readlink(2) says EINVAL
+        if attr.size > paths.PATH_MAX:
+            # another tool marked a large object as a symlink: never download it for this
+            self.ns.report_once(self.ns.key(path), "%s is marked as a symlink but holds %d "
+                                "bytes, more than a target can be: not read",
+                                self.ns.key(path), attr.size)
+            raise NameTooLong(f"{path}: a symlink target of {attr.size} bytes")
         sse = None if attr.key_state is KeyState.PLAIN else self.keys.writer
         data = await self.store.get_range(self.ns.key(path), None, sse)
         return paths.decode_name(data)
@@ -429,7 +449,7 @@ class Filesystem:
                      gid: int) -> tuple[int, Entry]:
         self._writable()
         async with self._claim((parent_ino, self._name(name))) as (path,):
-            await self._must_not_exist(path)
+            await self._must_not_exist(self._fits(path))
             attr = self._new_attr(Kind.FILE, mode, uid, gid)
             entry = self._entry(path, attr)
             f = self._files[entry.ino] = OpenFile(entry.ino, attr, None, new=True)
@@ -439,7 +459,7 @@ class Filesystem:
     async def mkdir(self, parent_ino: int, name: str, mode: int, uid: int, gid: int) -> Entry:
         self._writable()
         async with self._claim((parent_ino, self._name(name))) as (path,):
-            await self._must_not_exist(path)
+            await self._must_not_exist(self._fits(path))
             attr = self._new_attr(Kind.DIR, mode, uid, gid)
             await self.store.put(self.ns.dir_key(path), b"", meta_from_attr(attr),
                                  content_type_for(Kind.DIR), self.keys.writer)
@@ -451,7 +471,7 @@ class Filesystem:
                       gid: int) -> Entry:
         self._writable()
         async with self._claim((parent_ino, self._name(name))) as (path,):
-            await self._must_not_exist(path)
+            await self._must_not_exist(self._fits(path))
             body = paths.encode_name(target)
             attr = Attr(Kind.SYMLINK, 0o777, uid, gid, len(body), time.time_ns())
             await self.store.put(self.ns.key(path), body, meta_from_attr(attr),
@@ -461,7 +481,7 @@ class Filesystem:
 
     async def rmdir(self, parent_ino: int, name: str) -> None:
         self._writable()
-        async with self._claim((parent_ino, name)) as (path,):
+        async with self._claim((parent_ino, self._existing(name))) as (path,):
             attr = await self.stat_path(path)
             if attr.kind is not Kind.DIR:
                 raise NotADirectory(path)
@@ -476,7 +496,7 @@ class Filesystem:
 
     async def unlink(self, parent_ino: int, name: str) -> None:
         self._writable()
-        async with self._claim((parent_ino, name)) as (path,):
+        async with self._claim((parent_ino, self._existing(name))) as (path,):
             # holding the file's lock: an upload in flight has finished, none starts now
             attr = await self.stat_path(path)
             if attr.kind is Kind.DIR:
@@ -498,9 +518,11 @@ class Filesystem:
         if flags & RENAME_EXCHANGE:
             raise NotSupported("RENAME_EXCHANGE")
         new_name = self._name(new_name)
-        async with self._claim((old_parent, old_name), (new_parent, new_name)) as (old, new):
+        async with self._claim((old_parent, self._existing(old_name)),
+                               (new_parent, new_name)) as (old, new):
             if old == new:
                 return
+            self._fits(new)
             if paths.is_within(new, old):
                 raise InvalidName(f"cannot move {old} into itself")
             src = await self.stat_path(old)
@@ -570,6 +592,11 @@ class Filesystem:
             token = page.next_token
             if token is None:
                 break
+        too_long = [k for k in keys
+                    if len((new_pfx + k[len(old_pfx):]).encode()) > paths.KEY_MAX]
+        if too_long:
+            raise NameTooLong(f"moving {old} to {new} would make {len(too_long)} object "
+                              f"key(s) longer than {paths.KEY_MAX} bytes")
         # copy everything first, delete only when every copy is done: never lose an object
         limiter = trio.CapacityLimiter(self.cfg.upload_concurrency)
 

@@ -23,6 +23,7 @@ import re
 import signal
 import socket
 import stat
+import tempfile
 from collections.abc import Callable
 from typing import Any
 
@@ -30,7 +31,15 @@ import pyfuse3
 import trio
 
 from .config import MountConfig, fuse_mount_options
-from .errors import EXIT_DIRTY, EXIT_KEY, EXIT_MOUNT, KeyMismatch, NotFound, UserError
+from .errors import (
+    EXIT_DIRTY,
+    EXIT_KEY,
+    EXIT_MOUNT,
+    EXIT_USAGE,
+    KeyMismatch,
+    NotFound,
+    UserError,
+)
 from .filesystem import Filesystem
 from .fuse_ops import Operations
 from .keys import KeyRing, SseCKey
@@ -75,6 +84,19 @@ def check_mountpoint(path: str) -> None:
         raise UserError(f"mountpoint {path} is not a directory", EXIT_MOUNT)
     if "fuse.ssecfs" in _mounts_at(os.path.realpath(path)):
         raise UserError(f"{path} is already an ssecfs mount: umount {path} first", EXIT_MOUNT)
+
+
+def check_cache_dir(path: str) -> None:
+    """The spill directory must be creatable and writable now, not at the first big write."""
+    try:
+        os.makedirs(path, mode=0o700, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".probe-", dir=path)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise UserError(f"cannot write to cache_dir {path} ({exc.strerror}): fix its "
+                        f"permissions or choose another with -o cache_dir=PATH",
+                        EXIT_USAGE) from None
 
 
 async def check_key(store: S3Store, key: SseCKey, prefix: str, key_file: str) -> None:
@@ -180,6 +202,7 @@ async def _serve(cfg: MountConfig, key: SseCKey, ready: Callable[[], None], run:
         if cfg.key_check:
             await check_key(store, key, cfg.prefix, cfg.key_file or "the key file")
         check_mountpoint(cfg.mountpoint)
+        check_cache_dir(cfg.spill_dir())
     if run.startup.cancelled_caught:
         signum = run.signal or signal.SIGTERM
         raise UserError(f"interrupted by {signal.Signals(signum).name} before "

@@ -28,7 +28,15 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from . import paths
-from .attrs import Attr, Defaults, KeyState, Kind, attr_from_meta, content_type_for, meta_from_attr
+from .attrs import (
+    Attr,
+    Defaults,
+    KeyState,
+    Kind,
+    attr_from_meta,
+    content_type_for,
+    meta_from_attr,
+)
 from .cache import ChangeLog, TtlCache
 from .errors import KeyMismatch, NotFound
 from .keys import KeyRing
@@ -118,10 +126,16 @@ class Namespace:
     def made_dir(self, path: str) -> None:
         self._removed_dirs.discard(path)
 
-    def attr_of(self, info: ObjectInfo) -> Attr:
+    def attr_of(self, info: ObjectInfo, is_dir: bool = False) -> Attr:
         state = KeyState.OK if info.encrypted else KeyState.PLAIN
-        return attr_from_meta(dict(info.metadata), info.size, info.last_modified_ns,
-                              self.defaults, key_state=state)
+        problems: list[str] = []
+        attr = attr_from_meta(dict(info.metadata), 0 if is_dir else info.size,
+                              info.last_modified_ns, self.defaults, is_dir=is_dir,
+                              key_state=state, problems=problems)
+        if problems:
+            self.report_once(info.key, "%s has metadata ssecfs cannot use (%s): the mount's "
+                             "defaults stand in for it", info.key, ", ".join(problems))
+        return attr
 
     def listed_attr(self, kind: Kind, obj: ListedObject | None) -> Attr:
         if kind is Kind.DIR or obj is None:
@@ -179,10 +193,10 @@ class Namespace:
         if not page.objects and not page.prefixes:
             raise NotFound(path)
         if page.objects and page.objects[0].key == marker:
+            self._marker_seen(page.objects[0])
             try:
                 info = await self.store.head(marker, self.keys.writer)
-                return attr_from_meta(dict(info.metadata), 0, info.last_modified_ns,
-                                      self.defaults, is_dir=True)
+                return self.attr_of(info, is_dir=True).with_(key_state=KeyState.OK)
             except (KeyMismatch, NotFound):
                 return self.implied_dir_attr().with_(mtime_ns=page.objects[0].last_modified_ns)
         return self.implied_dir_attr()
@@ -210,14 +224,21 @@ class Namespace:
             page = await self.store.list_page(pfx, token=token)
             for p in page.prefixes:
                 name = paths.child_name(pfx, p)
-                if name is not None and name not in children \
+                if name is None:
+                    self._hidden(p)
+                elif name not in children \
                         and not await self._is_ghost(paths.join(path, name)):
                     children[name] = (Kind.DIR, None)
             for obj in page.objects:
                 name = paths.child_name(pfx, obj.key)
                 if name is None:
+                    if obj.key == pfx:
+                        self._marker_seen(obj)
+                    else:
+                        self._hidden(obj.key)
                     continue
                 if obj.key.endswith("/"):
+                    self._marker_seen(obj)
                     children.setdefault(name, (Kind.DIR, None))
                 else:
                     if children.get(name, (None,))[0] is Kind.DIR:
@@ -231,6 +252,17 @@ class Namespace:
         if self.changes.unchanged_since(epoch, path):
             self._listings.put(path, listing)
         return listing
+
+    def _marker_seen(self, obj: ListedObject) -> None:
+        if obj.size:
+            self.report_once(obj.key, "%s holds %d bytes but its name ends in '/': it is "
+                             "shown as a directory and its bytes are not reachable through "
+                             "the mount", obj.key, obj.size)
+
+    def _hidden(self, key: str) -> None:
+        self.report_once(key, "%r cannot be a file name (an empty, '.' or '..' part, or a "
+                         "name over %d bytes): not shown", key, paths.NAME_MAX,
+                         level=logging.INFO)
 
     async def _is_ghost(self, path: str) -> bool:
         """A prefix still listed after we removed everything below it (SeaweedFS does this)."""

@@ -9,6 +9,8 @@ byte sequence round-trips. Keys that cannot be a path (empty components, ".", ".
 from __future__ import annotations
 
 NAME_MAX = 255
+KEY_MAX = 1024  # S3's limit on a key, in UTF-8 bytes
+PATH_MAX = 4096  # the longest symlink target Linux accepts
 
 
 def decode_name(name: bytes) -> str:

@@ -21,7 +21,10 @@ import os
 import secrets
 
 import trio
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from .errors import LocalDiskError
 
 log = logging.getLogger(__name__)
 
@@ -53,17 +56,31 @@ class SpillFile:
         return self._fd
 
     async def store(self, data: bytes | bytearray) -> int:
-        """Seal `data` into a free slot; the slot number once it is fully on disk."""
+        """Seal `data` into a free slot; the slot number once it is fully on disk.
+        Raises LocalDiskError (with the errno, e.g. ENOSPC) if it could not be stored."""
         if len(data) > self.slot_size:
             raise ValueError("page larger than a spill slot")
-        fd = self._open()
+        try:
+            fd = self._open()
+        except OSError as exc:
+            raise self._failed("create", exc) from None
         slot = self._free.pop() if self._free else self._next_slot()
         try:
             await trio.to_thread.run_sync(self._seal, fd, slot, bytes(data))
+        except OSError as exc:
+            self._free.append(slot)
+            raise self._failed("write", exc) from None
         except BaseException:
             self._free.append(slot)
             raise
         return slot
+
+    def _failed(self, what: str, exc: OSError) -> LocalDiskError:
+        where = self.path or self.directory
+        log.warning("cannot %s the spill file in %s: %s; the page stays in memory",
+                    what, where, exc.strerror or exc)
+        return LocalDiskError(f"spill file {where}: {exc.strerror or exc}",
+                              exc.errno or errno.EIO)
 
     def _seal(self, fd: int, slot: int, data: bytes) -> None:
         """Runs in a worker thread: touches only its arguments and the AEAD object."""
@@ -80,7 +97,15 @@ class SpillFile:
         return self._slots - 1
 
     async def load(self, slot: int) -> bytearray:
-        return await trio.to_thread.run_sync(self._unseal, self._open(), slot)
+        try:
+            return await trio.to_thread.run_sync(self._unseal, self._open(), slot)
+        except OSError as exc:
+            raise self._failed("read", exc) from None
+        except InvalidTag:
+            log.error("a page of the spill file %s does not decrypt: it was changed on disk",
+                      self.path)
+            raise LocalDiskError(f"spill file {self.path}: a page failed authentication") \
+                from None
 
     def _unseal(self, fd: int, slot: int) -> bytearray:
         """Runs in a worker thread."""

@@ -17,7 +17,7 @@ import time
 
 from .attrs import content_type_for, meta_from_attr
 from .buffer import Fetch, FileBuffer
-from .errors import SsecfsError, StoreError, TooBig
+from .errors import NotFound, SsecfsError, StoreError, TooBig
 from .handles import OpenFile
 from .keys import KeyRing
 from .namespace import Namespace
@@ -105,18 +105,33 @@ class Writer:
                 await self.transfers.upload(key, size, meta, ctype, read,
                                             clean if same_object else (),
                                             base if same_object else None)
-            info = await self.store.head(key, self.keys.writer)
+            try:
+                info = await self.store.head(key, self.keys.writer)
+            except NotFound:
+                # stored, then deleted by another client before this HEAD: the later change
+                # wins, as between any two S3 clients; keeping the buffer would bring the
+                # file back at the next flush
+                log.info("%s was deleted by another client right after its upload; the "
+                         "deletion stands", key)
+                self._done(f, buf, None)
+                self.ns.invalidate(path)
+                return
         except SsecfsError as exc:
             log.error("upload of %s failed, the data stays buffered for a retry: %s", path, exc)
             if isinstance(exc, TooBig):
                 raise
             raise StoreError(f"upload of {path} failed") from exc
         self.verify(key, info)
+        self._done(f, buf, info)
+        f.attr = self.ns.attr_of(info).with_(mtime_ns=f.attr.mtime_ns)
+        self.ns.stored(path, f.attr)
+
+    @staticmethod
+    def _done(f: OpenFile, buf: FileBuffer | None, info: ObjectInfo | None) -> None:
+        """The upload is over: the file's content is the object `info` (None: gone)."""
         if buf is not None:
             buf.close()
         f.buffer, f.base, f.new, f.meta_dirty = None, info, False, False
-        f.attr = self.ns.attr_of(info).with_(mtime_ns=f.attr.mtime_ns)
-        self.ns.stored(path, f.attr)
 
     def verify(self, key: str, info: ObjectInfo) -> None:
         if info.key_md5 != self.keys.writer.md5_b64:

@@ -81,7 +81,7 @@ async def test_spill_file_holds_no_plaintext(tmp_path):
 
 
 async def test_spill_detects_tampering(tmp_path):
-    from cryptography.exceptions import InvalidTag
+    from ssecfs.errors import LocalDiskError
     spill = SpillFile(str(tmp_path), 100)
     a = await spill.store(b"a" * 100)
     b = await spill.store(b"b" * 100)
@@ -91,7 +91,7 @@ async def test_spill_detects_tampering(tmp_path):
         first = f.read(rec)
         f.seek(b * rec)
         f.write(first)  # move slot a's record into slot b
-    with pytest.raises(InvalidTag):
+    with pytest.raises(LocalDiskError, match="authentication"):
         await spill.load(b)
     spill.close()
 
@@ -135,6 +135,24 @@ class FullDisk:
 
     def free(self, slot):
         pass
+
+
+async def test_a_full_spill_disk_is_enospc_and_loses_nothing(tmp_path):
+    from ssecfs.errors import LocalDiskError
+    spill = SpillFile(str(tmp_path / "gone"), PAGE)
+    buf = FileBuffer(0, spill, memory_limit=PAGE)
+    first = os.urandom(PAGE)
+    await buf.write(0, first, Remote(b""))
+    (tmp_path / "gone").mkdir()
+    (tmp_path / "gone").chmod(0o500)  # cache_dir turned read-only (root ignores modes)
+    if os.access(tmp_path / "gone", os.W_OK):
+        (tmp_path / "gone").chmod(0o700)
+        os.rmdir(tmp_path / "gone")
+        (tmp_path / "gone").write_bytes(b"")  # a file where the directory should be
+    with pytest.raises(LocalDiskError) as info:
+        await buf.write(PAGE, os.urandom(PAGE), Remote(b""))
+    assert info.value.errno in (13, 20, 17)  # EACCES, ENOTDIR, EEXIST: never a traceback
+    assert await buf.read(0, PAGE, Remote(b"")) == first
 
 
 async def test_a_page_stays_in_memory_when_it_cannot_be_spilled():
