@@ -16,6 +16,7 @@ side by side: nothing holds a lock of the whole namespace across a request.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import stat
 import time
@@ -39,6 +40,7 @@ from .errors import (
     NotFound,
     NotSupported,
     ReadOnly,
+    SsecfsError,
     UnencryptedRefused,
     one_error,
 )
@@ -223,6 +225,8 @@ class Filesystem:
             raise NameTooLong(name)
         if not paths.valid_name(name):
             raise NotFound(name)
+        if parent and (await self.stat_path(parent)).kind is not Kind.DIR:
+            raise NotADirectory(parent)  # the kernel walks no further; core callers might
         path = paths.join(parent, name)
         return self._entry(path, await self.stat_path(path))
 
@@ -436,6 +440,10 @@ class Filesystem:
 
     # ------------------------------------------------------------------ namespace changes
     async def _must_not_exist(self, path: str) -> None:
+        """Before a create: the parent is a directory and `path` is free."""
+        parent = paths.parent_of(path)
+        if (await self.stat_path(parent)).kind is not Kind.DIR:
+            raise NotADirectory(parent)
         try:
             await self.stat_path(path)
         except NotFound:
@@ -520,12 +528,17 @@ class Filesystem:
         new_name = self._name(new_name)
         async with self._claim((old_parent, self._existing(old_name)),
                                (new_parent, new_name)) as (old, new):
+            for parent in {paths.parent_of(old), paths.parent_of(new)}:
+                if (await self.stat_path(parent)).kind is not Kind.DIR:
+                    raise NotADirectory(parent)
+            src = await self.stat_path(old)
             if old == new:
                 return
             self._fits(new)
             if paths.is_within(new, old):
                 raise InvalidName(f"cannot move {old} into itself")
-            src = await self.stat_path(old)
+            if paths.is_within(old, new):
+                raise NotEmpty(new)  # onto its own ancestor: Linux answers ENOTEMPTY
             try:
                 dst: Attr | None = await self.stat_path(new)
             except NotFound:
@@ -543,7 +556,7 @@ class Filesystem:
             self.ns.invalidate(old)
             self.ns.invalidate(new)
             if src.kind is Kind.DIR:
-                await self._rename_dir(old, new)
+                await self._rename_dir(old, new, replaces=dst is not None)
             else:
                 await self._rename_file(old, new, src, replaces=dst is not None)
             if paths.parent_of(old) != paths.parent_of(new):
@@ -574,10 +587,10 @@ class Filesystem:
         await self.transfers.copy(info, self.ns.key(new), meta_from_attr(self.ns.attr_of(info)),
                                   content_type_for(attr.kind))
         await self.store.delete(self.ns.key(old))
-        if f is not None:
-            f.base = await self.store.head(self.ns.key(new), self.keys.writer)
+        if f is not None and f.base is not None:
+            await self._rebase(f, self.ns.key(new))
 
-    async def _rename_dir(self, old: str, new: str) -> None:
+    async def _rename_dir(self, old: str, new: str, replaces: bool) -> None:
         """Under the claim of both trees and the locks of every open file in them."""
         for f in self._files_within(old):
             if f.dirty and not f.new:
@@ -600,22 +613,41 @@ class Filesystem:
         # copy everything first, delete only when every copy is done: never lose an object
         limiter = trio.CapacityLimiter(self.cfg.upload_concurrency)
 
+        copied: list[str] = []
+
         async def move(key: str) -> None:
             async with limiter:
                 info = await self.store.head(key, self.keys.writer)
-                await self.transfers.copy(info, new_pfx + key[len(old_pfx):],
-                                          dict(info.metadata), info.content_type or
-                                          content_type_for(Kind.FILE))
+                target = new_pfx + key[len(old_pfx):]
+                await self.transfers.copy(info, target, dict(info.metadata),
+                                          info.content_type or content_type_for(Kind.FILE))
+                copied.append(target)
 
-        with one_error():
-            async with trio.open_nursery() as nursery:
-                for key in keys:
-                    nursery.start_soon(move, key)
-        if old_pfx not in keys:
-            # an implied directory: give the new one a marker so it exists even when empty
-            attr = await self.stat_path(old)
-            await self.store.put(new_pfx, b"", meta_from_attr(attr), content_type_for(Kind.DIR),
-                                 self.keys.writer)
+        try:
+            with one_error():
+                async with trio.open_nursery() as nursery:
+                    for key in keys:
+                        nursery.start_soon(move, key)
+            if old_pfx not in keys:
+                # an implied directory: give the new one a marker so it exists even when empty
+                attr = await self.stat_path(old)
+                await self.store.put(new_pfx, b"", meta_from_attr(attr),
+                                     content_type_for(Kind.DIR), self.keys.writer)
+                copied.append(new_pfx)
+        except BaseException:
+            # the rename failed before anything was deleted: take back the copies made, so
+            # that the error leaves one tree, the old one (best effort; a leftover copy is
+            # named in the log)
+            with trio.CancelScope(shield=True):
+                # an empty directory being replaced keeps its marker (with our metadata)
+                undo = [k for k in copied if not (replaces and k == new_pfx)]
+                try:
+                    if undo:
+                        await self.store.delete_many(sorted(undo, reverse=True))
+                except SsecfsError as exc:
+                    log.warning("rename of %s to %s failed; copies under %s are left: %s",
+                                old, new, new, exc)
+            raise
         # children before the markers of their directories (reverse order puts every key
         # before its prefixes): SeaweedFS keeps listing a directory forever when its marker
         # goes before its last child
@@ -625,8 +657,17 @@ class Filesystem:
         for f in self._files_within(old):
             fpath = self.inodes.path_or_none(f.ino)
             if fpath and f.base is not None:
-                f.base = await self.store.head(self.ns.key(paths.rebase(fpath, old, new)),
-                                               self.keys.writer)
+                await self._rebase(f, self.ns.key(paths.rebase(fpath, old, new)))
+
+    async def _rebase(self, f: OpenFile, key: str) -> None:
+        """`f`'s object was copied to `key`: read on from there. The move is done, so a
+        failed HEAD must not fail it: reads then go without an ETag check."""
+        assert f.base is not None
+        try:
+            f.base = await self.store.head(key, self.keys.writer)
+        except SsecfsError as exc:
+            log.info("HEAD of %s after a rename failed (%s); reading it unchecked", key, exc)
+            f.base = dataclasses.replace(f.base, key=key, etag="")
 
     # ------------------------------------------------------------------ attributes
     async def setattr(self, ino: int, *, size: int | None = None, mode: int | None = None,

@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 import trio
 
+from ssecfs.attrs import Kind
 from ssecfs.config import MountConfig
+from ssecfs.errors import NotADirectory, NotFound
 from ssecfs.filesystem import Entry, Filesystem
 from ssecfs.inodes import ROOT_INODE
 from ssecfs.keys import KeyRing, SseCKey
@@ -42,7 +44,10 @@ class Core:
         return ROOT_INODE if path in ("", "/") else (await self.entry(path)).ino
 
     async def parent_and_name(self, path: str) -> tuple[int, str]:
+        """As the kernel's path walk: the parent must be a directory (else ENOTDIR)."""
         parent, _, name = path.rpartition("/")
+        if parent and (await self.entry(parent)).attr.kind is not Kind.DIR:
+            raise NotADirectory(parent)
         return await self.ino(parent), name
 
     async def create(self, path: str, mode: int = 0o644) -> int:
@@ -54,9 +59,10 @@ class Core:
         """open(O_CREAT|O_TRUNC) + write + close, as `echo > path` does."""
         try:
             ino = await self.ino(path)
-            fh = await self.fs.open(ino, O_WRONLY | O_TRUNC)
-        except Exception:
+        except NotFound:
             fh = await self.create(path)
+        else:
+            fh = await self.fs.open(ino, O_WRONLY | O_TRUNC)
         await self.fs.write(fh, 0, data)
         await self.close(fh)
 
