@@ -148,7 +148,8 @@ class Worker:
         want, ref = local_errno(lambda: sorted(os.listdir(self.local(name))))
         if got == errno.EIO and self.faults:
             return
-        assert got == want, f"listdir {name}: {got} vs {want}; ops: {[o for o in self.log if name in o][-15:]}"
+        history = [o for o in self.log if name in o][-15:]
+        assert got == want, f"listdir {name}: {got} vs {want}; ops: {history}"
         if not got:
             assert sorted(names) == ref, \
                 f"listdir {name}: {names} vs {ref}; ops: {self.log[-12:]}"  # type: ignore[arg-type]
