@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
+from tests.fault_proxy import Proxy
 from tests.fuse_util import require_fuse
 from tests.mounting import Mount
 from tests.servers import S3Server
@@ -42,3 +44,11 @@ def mount_factory(s3server: S3Server, bucket: str, sse_key: bytes, key_file: Pat
 def mnt(mount_factory: MountFactory) -> Mount:
     """The test's bucket mounted with default options."""
     return mount_factory()
+
+
+@pytest.fixture
+def proxy(s3server: S3Server) -> Iterator[Proxy]:
+    """A fault-injecting proxy in front of the test's server (tests/fault_proxy.py)."""
+    p = Proxy(urlsplit(s3server.endpoint).port)  # type: ignore[arg-type]
+    yield p
+    p.close()

@@ -1,6 +1,7 @@
 """Failures: an upload that fails must fail close() and lose nothing; spills hold no plaintext.
 
-The mount talks to the test server through a small TCP proxy in this process. The proxy can
+The mount talks to the test server through a small TCP proxy in this process
+(tests/fault_proxy.py). The proxy can
 refuse every connection (the server is "down"), drop a connection once it has carried more
 than a few hundred KiB from the client (large bodies fail, small requests such as
 AbortMultipartUpload still pass), or drop it once as much came back from the server (a GET's
@@ -13,134 +14,15 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import socket
-import struct
-import threading
 import time
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import pytest
 
+from tests.fault_proxy import Proxy
 from tests.mounting import Mount
-from tests.servers import S3Server
 
 MiB = 1024 * 1024
-
-
-class Proxy:
-    """127.0.0.1 TCP proxy in front of one port. Modes: "pass", "refuse" (accept and reset
-    at once), "small" (reset a connection after `limit` bytes from the client), "cut_down"
-    (reset it after `limit` bytes from the server)."""
-
-    def __init__(self, target_port: int, limit: int = 256 * 1024) -> None:
-        self.target_port = target_port
-        self.limit = limit
-        self.mode = "pass"
-        self.budget: int | None = None
-        self.connections = 0
-        self.broken = 0  # connections refused or cut
-        self._live: set[socket.socket] = set()
-        self._lock = threading.Lock()
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self._listener.settimeout(0.2)
-        self.port = self._listener.getsockname()[1]
-        self._closed = False
-        self._thread = threading.Thread(target=self._accept_loop, daemon=True)
-        self._thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"https://127.0.0.1:{self.port}"
-
-    def set_mode(self, mode: str, budget: int | None = None) -> None:
-        """Switch modes; open connections are reset so pooled ones cannot slip through.
-        With `budget`, only that many new connections get the mode, later ones pass."""
-        assert mode in ("pass", "refuse", "small", "cut_down")
-        with self._lock:
-            self.mode = mode
-            self.budget = budget
-            live, self._live = list(self._live), set()
-        for s in live:
-            _reset(s)
-
-    def close(self) -> None:
-        self._closed = True
-        self.set_mode("refuse")
-        self._thread.join(5)
-        self._listener.close()
-
-    def _accept_loop(self) -> None:
-        while not self._closed:
-            try:
-                client, _ = self._listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            with self._lock:
-                mode = self.mode
-                self.connections += 1
-                if self.budget is not None:
-                    self.budget -= 1
-                    if self.budget <= 0:
-                        self.mode, self.budget = "pass", None
-                if mode != "pass":
-                    self.broken += 1
-            if mode == "refuse":
-                _reset(client)
-                continue
-            try:
-                upstream = socket.create_connection(("127.0.0.1", self.target_port), timeout=10)
-            except OSError:
-                _reset(client)
-                continue
-            upstream.settimeout(None)
-            with self._lock:
-                self._live.update((client, upstream))
-            up_limit = self.limit if mode == "small" else None
-            down_limit = self.limit if mode == "cut_down" else None
-            threading.Thread(target=self._pump, args=(client, upstream, up_limit),
-                             daemon=True).start()
-            threading.Thread(target=self._pump, args=(upstream, client, down_limit),
-                             daemon=True).start()
-
-    def _pump(self, src: socket.socket, dst: socket.socket, limit: int | None) -> None:
-        carried = 0
-        try:
-            while True:
-                data = src.recv(65536)
-                if not data:
-                    break
-                carried += len(data)
-                if limit is not None and carried > limit:
-                    break
-                dst.sendall(data)
-        except OSError:
-            pass
-        for s in (src, dst):
-            # shutdown first: the other pump thread is blocked in recv() on one of these,
-            # and a close() alone would neither wake it nor reach the peer
-            with contextlib.suppress(OSError):
-                s.shutdown(socket.SHUT_RDWR)
-            _reset(s)
-            with self._lock:
-                self._live.discard(s)
-
-
-def _reset(s: socket.socket) -> None:
-    """Close with an RST (SO_LINGER 0): the peer sees ECONNRESET, not a clean EOF."""
-    with contextlib.suppress(OSError):
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    with contextlib.suppress(OSError):
-        s.close()
-
-
-@pytest.fixture
-def proxy(s3server: S3Server):
-    p = Proxy(urlsplit(s3server.endpoint).port)  # type: ignore[arg-type]
-    yield p
-    p.close()
 
 
 @pytest.fixture
