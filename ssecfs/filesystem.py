@@ -99,6 +99,9 @@ class Filesystem:
         self.writer = Writer(store, keys, self.ns, self.transfers, self._spill,
                              cfg.write_buffer_memory)
         self._nursery: trio.Nursery | None = None
+        # tells the kernel to forget what it cached of an inode's attributes (set by the
+        # FUSE adapter; a no-op when the core is driven directly)
+        self.kernel_forget_attrs: Callable[[int], None] = lambda ino: None
 
     # ------------------------------------------------------------------ life cycle
     def start(self, nursery: trio.Nursery) -> None:
@@ -339,6 +342,10 @@ class Filesystem:
             # object between this HEAD and the OpenFile that records it
             async with self._claim(ino) as (path,):
                 f = await self._open_file(ino, path)
+            if (f.attr.size, f.attr.mtime_ns) != (attr.size, attr.mtime_ns):
+                # another client changed the object since the kernel was told its size: a
+                # new open must see all of the current object, not the old size's worth
+                self.kernel_forget_attrs(ino)
         self._check_readable(path, f.attr)
         if flags & 0o1000 and writable:  # O_TRUNC
             async with f.lock:

@@ -66,6 +66,15 @@ def _attributes(entry: Entry) -> pyfuse3.EntryAttributes:
     return out
 
 
+def _forget_attrs(ino: int) -> None:
+    """The kernel drops its cached attributes (the size) of `ino` and asks again. Only the
+    attributes: a page invalidation from inside a request could wait on that request."""
+    try:
+        pyfuse3.invalidate_inode(ino, attr_only=True)
+    except OSError as exc:  # ENOENT: the kernel holds nothing for it
+        log.debug("invalidate_inode %d: %s", ino, exc)
+
+
 class Operations(pyfuse3.Operations):
     """pyfuse3 handlers; `fs` holds the filesystem logic."""
 
@@ -76,6 +85,7 @@ class Operations(pyfuse3.Operations):
     def __init__(self, fs: Filesystem) -> None:
         super().__init__()
         self.fs = fs
+        fs.kernel_forget_attrs = _forget_attrs
 
     @_fuse_errors
     async def lookup(self, parent_inode: int, name: bytes, ctx: Any) -> Any:
