@@ -151,6 +151,14 @@ class FileBuffer:
             out += await fetch(piece) if isinstance(piece, ByteRange) else piece
         return bytes(out)
 
+    async def load_all(self, fetch: Fetch) -> None:
+        """Hold every page locally, so that the content no longer needs the base object
+        (which is about to be deleted while the file is still open)."""
+        for idx in range(-(-min(self.base_size, self.size) // PAGE)):
+            if not self._has(idx):
+                await self._put(idx, await self._load_page(idx, fetch))
+        self.base_size = 0
+
     async def truncate(self, size: int, fetch: Fetch) -> None:
         if size < self.size:
             idx, within = divmod(size, PAGE)

@@ -234,6 +234,9 @@ class Filesystem:
         return self._entry(path, await self.stat_path(path))
 
     async def getattr(self, ino: int) -> Entry:
+        f = self._files.get(ino)
+        if f is not None and f.unlinked:
+            return Entry(ino, f.attr, 0.0)  # fstat of an open, unlinked file
         path = self.inodes.path(ino)
         return Entry(ino, await self.stat_path(path), self.cfg.cache_ttl)
 
@@ -519,6 +522,8 @@ class Filesystem:
             f = self._file_at(path)
             in_bucket = f is None or not f.new
             if f is not None:
+                if f.handles:
+                    await self.writer.keep_content(f)  # open handles read and write on
                 self._detach(f)
             self.ns.invalidate(path)
             if in_bucket:
@@ -560,6 +565,9 @@ class Filesystem:
                 if dst.kind is Kind.DIR and await self.ns.has_children(new,
                                                                        self._local_paths()):
                     raise NotEmpty(new)
+            target = self._file_at(new)
+            if target is not None and target.handles and target is not self._file_at(old):
+                await self.writer.keep_content(target)  # replaced, but still open
             self.ns.invalidate(old)
             self.ns.invalidate(new)
             if src.kind is Kind.DIR:
@@ -683,6 +691,16 @@ class Filesystem:
         self._writable()
         if ino == ROOT_INODE:
             return await self._setattr_claimed(ino, "", size, mode, uid, gid, mtime_ns)
+        f = self._files.get(ino)
+        if f is not None and f.unlinked:
+            # ftruncate/fchmod of an open, unlinked file: it has no object any more
+            async with f.lock:
+                if size is not None:
+                    await self.writer.truncate(f, size)
+                mode = stat.S_IMODE(mode) if mode is not None else None
+                f.attr = f.attr.with_(**{k: v for k, v in (("mode", mode), ("uid", uid),
+                                         ("gid", gid), ("mtime_ns", mtime_ns)) if v is not None})
+            return Entry(ino, f.attr, 0.0)
         async with self._claim(ino) as (path,):
             return await self._setattr_claimed(ino, path, size, mode, uid, gid, mtime_ns)
 

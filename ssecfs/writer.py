@@ -77,6 +77,14 @@ class Writer:
         await self._buffer(f).truncate(size, self.fetch_base(f))
         f.attr = f.attr.with_(size=size, mtime_ns=time.time_ns())
 
+    async def keep_content(self, f: OpenFile) -> None:
+        """Copy `f`'s whole content into its buffer before its object is deleted or
+        replaced while handles are open on it: they read and write on, as POSIX wants."""
+        if f.base is None:
+            return
+        await self._buffer(f).load_all(self.fetch_base(f))
+        f.base = None
+
     async def upload(self, f: OpenFile, path: str) -> None:
         """Store `f` at `path` if it is dirty; raise StoreError (data kept) if that fails."""
         if not f.dirty:

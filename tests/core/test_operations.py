@@ -232,3 +232,35 @@ async def test_attributes_of_a_directory_change_without_forgetting_its_children(
     heads = core.store.requests["HeadObject"]
     assert (await core.entry("d/sub")).attr.mtime_ns == 1_000_000_000
     assert core.store.requests["HeadObject"] == heads
+
+
+async def test_an_unlinked_open_file_reads_and_writes_until_its_last_close(
+        core: Core, autojump_clock: Clock) -> None:
+    data = os.urandom(3 * 1024 * 1024 + 5)
+    await core.write_file("f", data)
+    ino = await core.ino("f")
+    reader = await core.fs.open(ino, os.O_RDONLY)
+    writer = await core.fs.open(ino, os.O_RDWR)
+    await core.unlink("f")
+    assert core.bucket() == {}
+    assert await errno_of(core.entry("f")) == errno.ENOENT
+    assert await core.fs.read(reader, 0, len(data) + 10) == data
+    assert (await core.fs.getattr(ino)).attr.size == len(data)  # fstat
+    await core.fs.write(writer, 0, b"changed")
+    await core.fs.setattr(ino, size=10)  # ftruncate
+    assert await core.fs.read(reader, 0, 100) == b"changed" + data[7:10]
+    await core.close(writer)
+    await core.close(reader)
+    assert core.bucket() == {} and core.fs.dirty_files() == []
+
+
+async def test_a_file_replaced_by_rename_stays_readable_through_open_handles(
+        core: Core, autojump_clock: Clock) -> None:
+    await core.write_file("a", b"new content")
+    await core.write_file("b", b"old content of b")
+    fh = await core.fs.open(await core.ino("b"), os.O_RDONLY)
+    await core.rename("a", "b")
+    assert await core.fs.read(fh, 0, 100) == b"old content of b"
+    await core.fs.release(fh)
+    assert core.bucket() == {"b": b"new content"}
+    assert await core.read_file("b") == b"new content"

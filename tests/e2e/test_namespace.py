@@ -288,3 +288,20 @@ def test_mkdir_rmdir_unlink(mnt: Mount) -> None:
 
     mnt.restart()
     assert os.listdir(mnt.path) == []
+
+
+def test_an_unlinked_open_file_works_until_its_last_close(mnt: Mount) -> None:
+    data = os.urandom(2 * 1024 * 1024 + 3)
+    (mnt / "tmpfile").write_bytes(data)
+    mnt.restart()  # the content is in the bucket only, not in the daemon
+    fd = os.open(mnt / "tmpfile", os.O_RDWR)
+    try:
+        os.unlink(mnt / "tmpfile")
+        assert not (mnt / "tmpfile").exists()
+        assert os.fstat(fd).st_size == len(data)
+        assert os.pread(fd, len(data) + 1, 0) == data
+        os.pwrite(fd, b"scratch", 0)
+        assert os.pread(fd, 7, 0) == b"scratch"
+    finally:
+        os.close(fd)
+    assert mnt.keys() == [] and os.listdir(mnt.path) == []
