@@ -261,6 +261,12 @@ def key_md5(path: str) -> int:
     return 0
 
 
+def print_error(prog: str, exc: UserError) -> None:
+    """One line on stderr, whatever the message holds (a path may contain a newline)."""
+    text = str(exc).replace("\r", "\\r").replace("\n", "\\n")
+    print(f"{prog}: {text}", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if len(argv) >= 2 and argv[0] not in COMMANDS and not argv[0].startswith("-") \
@@ -279,7 +285,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return key_md5(args.path)
         return run_mount(config_from_args(args))
     except UserError as exc:
-        print(f"{PROG}: {exc}", file=sys.stderr)
+        print_error(PROG, exc)
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
@@ -327,7 +333,7 @@ def fstab_main(argv: Sequence[str] | None = None, prog: str | None = None) -> in
             return 0
         return run_mount(cfg, verbose=ns.verbose)
     except UserError as exc:
-        print(f"{prog}: {exc}", file=sys.stderr)
+        print_error(prog, exc)
         return exc.exit_code
 
 

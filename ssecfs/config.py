@@ -8,23 +8,46 @@ that names it. Options that belong to mount(8) or systemd are accepted and dropp
   steer mount(8) and systemd's fstab generator, which have acted on them before ssecfs runs);
 - honoured: `ro`/`rw`, and `dev`/`nodev`, `suid`/`nosuid`, `exec`/`noexec`, which go to the
   kernel (the last of a pair wins; libfuse's default is nosuid,nodev).
+
+Every value is checked here, before anything is opened or sent, so that a bad one is one line
+and exit status 2 (an endpoint URL of the wrong shape: 4), never a traceback at mount time or
+an EIO later: sizes are whole numbers of bytes, numbers are finite and in range (see
+`MountConfig.__post_init__`), and the endpoint is `https://HOST[:PORT]` (`check_endpoint_shape`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
+import math
 import os
+import re
+import urllib.parse
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from decimal import Decimal
 
-from .errors import EXIT_USAGE, UserError
+from .errors import EXIT_STORE, EXIT_USAGE, UserError
 
 MiB = 1024 * 1024
+ID_MAX = 2**32 - 2  # (uid_t)-1 means "no change" to chown(2): never an owner
+SIZE_MAX = 2**63 - 1  # the largest off_t
+CACHE_TTL_MAX = 365 * 24 * 3600.0  # a year
+TIMEOUT_MAX = 24 * 3600.0  # a day; far larger ones overflow the socket layer
+FD_MAX = 2**31 - 1  # a C int
 
 
 class OptionError(UserError):
     def __init__(self, message: str) -> None:
         super().__init__(message, EXIT_USAGE)
+
+
+class EndpointUrlError(UserError):
+    """An endpoint URL that is not `https://HOST[:PORT]`: an endpoint problem (exit 4), like
+    an http:// one."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, EXIT_STORE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,11 +84,38 @@ class MountConfig:
     cache_dir: str = ""  # "" = default_cache_dir()
     # requests
     retries: int = 6
+    retry_time: float = 60.0  # seconds a request is repeated after transient failures
     connect_timeout: float = 10.0
     read_timeout: float = 60.0
     fuse_options: tuple[str, ...] = ()  # extra options passed to the kernel (nosuid, nodev…)
 
     def __post_init__(self) -> None:
+        for name, hint in (("uid", "id -u USER"), ("gid", "getent group GROUP")):
+            value = getattr(self, name)
+            if not 0 <= value <= ID_MAX:
+                raise OptionError(f"{name} must be a number from 0 to {ID_MAX} (got {value}); "
+                                  f"{hint} prints the one you want")
+        if not (math.isfinite(self.cache_ttl) and 0 <= self.cache_ttl <= CACHE_TTL_MAX):
+            raise OptionError(f"cache_ttl must be a number of seconds from 0 to "
+                              f"{CACHE_TTL_MAX:.0f} (got {self.cache_ttl}), e.g. cache_ttl=30")
+        if not (math.isfinite(self.retry_time) and 0 <= self.retry_time <= TIMEOUT_MAX):
+            raise OptionError(f"retry_time must be a number of seconds from 0 to "
+                              f"{TIMEOUT_MAX:.0f} (got {self.retry_time}), e.g. retry_time=60")
+        for name, example in (("connect_timeout", 10), ("read_timeout", 60)):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and 0 < value <= TIMEOUT_MAX):
+                raise OptionError(f"{name} must be a number of seconds above 0 and at most "
+                                  f"{TIMEOUT_MAX:.0f} (got {value}), e.g. {name}={example}")
+        for name in ("read_ahead", "write_buffer_memory"):
+            value = getattr(self, name)
+            if not 0 <= value <= SIZE_MAX:
+                raise OptionError(f"{name} must be a size from 0 to {SIZE_MAX} bytes "
+                                  f"(got {value}), e.g. {name}=16M")
+        if self.key_fd is not None and not 0 <= self.key_fd <= FD_MAX:
+            raise OptionError(f"--key-fd must be an open file descriptor number, 0 to {FD_MAX} "
+                              f"(got {self.key_fd})")
+        if self.endpoint_url:  # "" is "not given" (config_from_args drops it)
+            check_endpoint_shape(self.endpoint_url)
         if self.part_size < 5 * MiB:
             raise OptionError("part_size must be at least 5M (an S3 limit)")
         if self.part_size > 5 * 1024 * MiB:
@@ -107,18 +157,88 @@ def split_bucket(spec: str) -> tuple[str, str]:
     return bucket, (prefix + "/" if prefix else "")
 
 
+_SIZE_UNITS = {"": 1, "K": 1024, "M": MiB, "G": 1024 * MiB, "T": 1024 * 1024 * MiB}
+# digits, an optional fraction, an optional unit and 'iB'/'B': no sign, exponent, inf or nan
+_SIZE_RE = re.compile(r"(\d+(?:\.\d+)?)([KMGT]?)(?:I?B)?")
+
+
 def parse_size(text: str) -> int:
-    """'8M' -> 8388608. Suffixes K, M, G (powers of 1024), optional 'iB'/'B'."""
-    units = {"": 1, "K": 1024, "M": MiB, "G": 1024 * MiB, "T": 1024 * 1024 * MiB}
-    t = text.strip().upper().removesuffix("IB").removesuffix("B")
-    number, unit = (t[:-1], t[-1]) if t and t[-1] in units else (t, "")
+    """'8M' -> 8388608. Suffixes K, M, G (powers of 1024), optional 'iB'/'B'; '1.5M' is fine
+    as long as it comes to a whole number of bytes."""
+    hint = "give a whole number of bytes, optionally with K, M or G (e.g. 8M)"
+    match = _SIZE_RE.fullmatch(text.strip().upper())
+    if match is None:
+        raise ValueError(f"not a size: {text!r}; {hint}")
+    value = Decimal(match.group(1)) * _SIZE_UNITS[match.group(2)]
+    if value != value.to_integral_value():
+        raise ValueError(f"{text!r} is not a whole number of bytes; {hint}")
+    if value > SIZE_MAX:
+        raise ValueError(f"{text!r} is too large; {hint}")
+    return int(value)
+
+
+def _parse_int(text: str) -> int:
     try:
-        value = float(number)
+        return int(text)
     except ValueError:
-        raise ValueError(f"not a size: {text!r}") from None
-    if value < 0:
-        raise ValueError(f"not a size: {text!r}")
-    return int(value * units[unit])
+        raise ValueError(f"not a whole number: {text!r}; give digits, e.g. 4") from None
+
+
+def _parse_float(text: str) -> float:
+    """A finite decimal number: 'nan', 'inf' and '1e400' (which is inf) are refused."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"not a number: {text!r}; give one such as 30 or 2.5") from None
+    if not math.isfinite(value):
+        raise ValueError(f"not a finite number: {text!r}; give one such as 30 or 2.5")
+    return value
+
+
+def check_endpoint_shape(url: str) -> None:
+    """Refuse an endpoint that is not `https://HOST[:PORT][/PATH]` before anything is sent.
+
+    HOST is a DNS name or an IP address (IPv6 in brackets), as botocore requires; nothing may
+    be whitespace or a control character. `store.s3.check_endpoint_url` checks the scheme again
+    for the endpoint boto3 finally uses (it may come from the environment or a profile).
+    """
+    expected = "expected https://HOST[:PORT], e.g. https://s3.example.com:9000"
+    if any(c.isspace() or not c.isprintable() for c in url):
+        raise EndpointUrlError(f"endpoint URL {url!r} contains a space or a control "
+                               f"character; {expected}")
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        raise EndpointUrlError(f"endpoint URL {url!r} is not a URL; {expected}") from None
+    if parts.scheme.lower() != "https":
+        raise EndpointUrlError(
+            f"refusing endpoint {url}: SSE-C keys may only be sent over TLS; use an https:// URL"
+        )
+    host = parts.hostname
+    if not host:
+        raise EndpointUrlError(f"endpoint URL {url!r} names no host; {expected}")
+    hostport = parts.netloc.rpartition("@")[2]
+    if not _valid_host(host, bracketed=hostport.startswith("[")):
+        raise EndpointUrlError(f"endpoint URL {url!r}: {host!r} is not a host name or an IP "
+                               f"address; {expected}")
+    _, colon, port = hostport.rpartition("]")[2].rpartition(":")
+    if colon and not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
+        raise EndpointUrlError(f"endpoint URL {url!r}: port {port!r} is not a number from 1 "
+                               f"to 65535; {expected}")
+
+
+_HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
+
+
+def _valid_host(host: str, bracketed: bool) -> bool:
+    if bracketed:
+        try:
+            ipaddress.IPv6Address(host.partition("%")[0])
+        except ValueError:
+            return False
+        return True
+    name = host.removesuffix(".")
+    return len(name) <= 253 and all(_HOST_LABEL.fullmatch(label) for label in name.split("."))
 
 
 def _parse_bool(text: str) -> bool:
@@ -150,10 +270,10 @@ OPTIONS: dict[str, _Option] = {
     "region": _Option("region", str),
     "profile": _Option("profile", str),
     "ca_bundle": _Option("ca_bundle", str),
-    "uid": _Option("uid", int),
-    "gid": _Option("gid", int),
+    "uid": _Option("uid", _parse_int),
+    "gid": _Option("gid", _parse_int),
     "umask": _Option("umask", _parse_octal),
-    "cache_ttl": _Option("cache_ttl", float),
+    "cache_ttl": _Option("cache_ttl", _parse_float),
     "allow_other": _Option("allow_other", _parse_bool, flag=True),
     "ro": _Option("read_only", _parse_bool, flag=True),
     "rw": _Option("read_only", _parse_bool, flag=True, flag_value=False),
@@ -161,14 +281,15 @@ OPTIONS: dict[str, _Option] = {
     "key_check": _Option("key_check", _parse_bool, flag=True),
     "no_key_check": _Option("key_check", _parse_bool, flag=True, flag_value=False),
     "read_ahead": _Option("read_ahead", parse_size),
-    "read_concurrency": _Option("read_concurrency", int),
+    "read_concurrency": _Option("read_concurrency", _parse_int),
     "part_size": _Option("part_size", parse_size),
-    "upload_concurrency": _Option("upload_concurrency", int),
+    "upload_concurrency": _Option("upload_concurrency", _parse_int),
     "write_buffer_memory": _Option("write_buffer_memory", parse_size),
     "cache_dir": _Option("cache_dir", str),
-    "retries": _Option("retries", int),
-    "connect_timeout": _Option("connect_timeout", float),
-    "read_timeout": _Option("read_timeout", float),
+    "retries": _Option("retries", _parse_int),
+    "retry_time": _Option("retry_time", _parse_float),
+    "connect_timeout": _Option("connect_timeout", _parse_float),
+    "read_timeout": _Option("read_timeout", _parse_float),
     "debug": _Option("debug", _parse_bool, flag=True),
     "log_file": _Option("log_file", str),
     "foreground": _Option("foreground", _parse_bool, flag=True),
@@ -244,7 +365,7 @@ def apply_o_options(cfg: MountConfig, values: Iterable[str],
         else:
             try:
                 value = opt.parse(arg)
-            except ValueError as exc:
+            except (ValueError, ArithmeticError) as exc:
                 raise OptionError(f"bad value for -o {name}: {exc}") from None
             if opt.flag and opt.flag_value is False:
                 value = not value

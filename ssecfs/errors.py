@@ -94,6 +94,7 @@ class StoreError(SsecfsError):
     """A request to the object store failed for a reason not covered above (after retries)."""
 
     errno = _errno.EIO
+    transient: bool = False  # worth asking again: a dropped connection, a 503, a timeout
 
 
 class LocalDiskError(SsecfsError):

@@ -12,6 +12,7 @@ import binascii
 import contextlib
 import hashlib
 import os
+import pwd
 import stat
 from dataclasses import dataclass, field
 from typing import Any
@@ -90,18 +91,62 @@ def parse_key(data: bytes, source: str = "key file") -> SseCKey:
     )
 
 
-def check_permissions(path: str, st: os.stat_result) -> None:
+def check_permissions(path: str, st: os.stat_result, subject: str | None = None) -> None:
+    """Refuse a key file that group or others may read or write, as ssh does."""
     if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise KeyFileError(
-            f"key file {path} is accessible by group or others "
+            f"{subject or f'key file {path}'} is accessible by group or others "
             f"(mode {stat.S_IMODE(st.st_mode):04o}); run: chmod 600 {path}"
         )
 
 
-def load_key_file(path: str) -> SseCKey:
-    """Read and check the key file: it must exist, be a regular file and be private."""
+def check_owner(path: str, st: os.stat_result, subject: str | None = None,
+                uid: int | None = None) -> None:
+    """Refuse a key file owned by anyone but root or the caller (`uid`, default: ours), as ssh
+    does: its owner can read the key, and replace it with one of their own."""
+    me = os.getuid() if uid is None else uid
+    if st.st_uid in (0, me):
+        return
+    name = _user_name(me)
+    you = name if name != str(me) else f"uid {me}"
+    allowed = "root" if me == 0 else f"you ({you}) or root"
+    raise KeyFileError(
+        f"{subject or f'key file {path}'} belongs to {_describe_user(st.st_uid)}, not to "
+        f"{allowed}; run as root: chown {name} {path} (or use a copy you own, "
+        f"chmod 600)"
+    )
+
+
+def _user_name(uid: int) -> str:
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+def _describe_user(uid: int) -> str:
+    name = _user_name(uid)
+    return f"uid {uid}" if name == str(uid) else f"{name} (uid {uid})"
+
+
+def _file_kind(mode: int) -> str:
+    for test, kind in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+                       (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device")):
+        if test(mode):
+            return kind
+    return "not a regular file"
+
+
+def load_key_file(path: str) -> SseCKey:
+    """Read and check the key file: it must exist, be a regular file, belong to the caller or
+    root, and be private.
+
+    O_NONBLOCK: opening a FIFO would otherwise wait for a writer, for ever; the file type is
+    checked before anything is read (O_NONBLOCK changes nothing for a regular file).
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY)
     except FileNotFoundError:
         raise KeyFileError(
             f"key file {path} does not exist; create one with: ssecfs keygen {path}"
@@ -113,7 +158,11 @@ def load_key_file(path: str) -> SseCKey:
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
-            raise KeyFileError(f"key file {path} is not a regular file")
+            raise KeyFileError(
+                f"key file {path} is {_file_kind(st.st_mode)}, not a regular file; give a file "
+                f"holding the key (ssecfs keygen PATH makes one), or pass a pipe with --key-fd"
+            )
+        check_owner(path, st)
         check_permissions(path, st)
         return parse_key(_read_all(fd, limit=4096), f"key file {path}")
     finally:
@@ -121,16 +170,34 @@ def load_key_file(path: str) -> SseCKey:
 
 
 def load_key_fd(fd: int) -> SseCKey:
-    """Read the key from an inherited file descriptor (a pipe or an open file), then close it."""
+    """Read the key from an inherited file descriptor (a pipe or an open file), then close it.
+
+    A regular file behind the descriptor must pass the key file's checks (owner, mode): the
+    same file is no safer for being opened by the caller's shell.
+    """
     try:
+        st = os.fstat(fd)
+        if stat.S_ISREG(st.st_mode):
+            path = _fd_path(fd)
+            subject = f"the key file behind --key-fd {fd} ({path})"
+            check_owner(path, st, subject)
+            check_permissions(path, st, subject)
         data = _read_all(fd, limit=4096)
     except OSError as exc:
         raise KeyFileError(
-            f"cannot read the key from file descriptor {fd}: {exc.strerror}") from None
+            f"cannot read the key from file descriptor {fd}: {exc.strerror}; pass a descriptor "
+            f"the shell opened, e.g. --key-fd 3 3<KEYFILE") from None
     finally:
         with contextlib.suppress(OSError):
             os.close(fd)
     return parse_key(data, f"file descriptor {fd}")
+
+
+def _fd_path(fd: int) -> str:
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        return "the file"
 
 
 def _read_all(fd: int, limit: int) -> bytes:

@@ -197,7 +197,7 @@ async def _serve(cfg: MountConfig, key: SseCKey, ready: Callable[[], None], run:
                              connect_timeout=cfg.connect_timeout, read_timeout=cfg.read_timeout)
         _register_credentials(client)
         endpoint = str(client.meta.endpoint_url)
-        store = S3Store(client, cfg.bucket)
+        store = S3Store(client, cfg.bucket, retry_time=cfg.retry_time)
         await store.check_bucket(cfg.prefix, endpoint)
         if cfg.key_check:
             await check_key(store, key, cfg.prefix, cfg.key_file or "the key file")

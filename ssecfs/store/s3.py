@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import random
 import time
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
@@ -30,6 +31,7 @@ from typing import Any, TypeVar
 import boto3
 import botocore.exceptions
 import trio
+import urllib3.exceptions
 from botocore.config import Config
 
 from ..errors import (
@@ -56,6 +58,17 @@ MAX_POOL = 32
 
 class BodyCut(StoreError):
     """The answer's headers arrived, then its body was cut (botocore does not retry that)."""
+
+    transient = True
+
+
+# answers worth asking again: throttling and a server (or a gateway before it) in trouble
+RETRIED_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+RETRIED_CODES = frozenset({"SlowDown", "RequestTimeout", "InternalError", "ServiceUnavailable",
+                           "Throttling", "ThrottlingException", "RequestTimeTooSkewed"})
+TRANSIENT_BOTOCORE = (botocore.exceptions.ConnectionError,  # refused, reset, DNS, TLS cut
+                      botocore.exceptions.HTTPClientError,  # includes read/connect timeouts
+                      botocore.exceptions.ResponseStreamingError)
 
 
 class EndpointError(UserError):
@@ -126,12 +139,13 @@ def _ns(dt: Any) -> int:
 
 class S3Store:
     def __init__(self, client: Any, bucket: str,
-                 limiter: trio.CapacityLimiter | None = None, body_retries: int = 4) -> None:
+                 limiter: trio.CapacityLimiter | None = None, retry_time: float = 60.0) -> None:
         self._client = client
         self.bucket = bucket
         self._limiter = limiter or trio.CapacityLimiter(MAX_POOL)
-        self._body_retries = max(1, body_retries)
+        self._retry_time = max(0.0, retry_time)
         self.requests = 0  # requests sent, for tests and benchmarks
+        self.retried = 0  # of them, repeats after a transient failure
 
     def __repr__(self) -> str:
         return f"<S3Store bucket={self.bucket}>"
@@ -149,6 +163,32 @@ class S3Store:
 
     async def _call(self, op: str, key: str, fn: Callable[..., T], *args: Any,
                     detail: str = "", **kwargs: Any) -> T:
+        """One S3 request, repeated after transient failures (see `RETRIED_STATUSES`, and
+        dropped or cut connections) with exponential backoff and jitter for up to
+        `retry_time` seconds from the first failure; permanent failures are raised at
+        once. botocore's own few attempts run inside each try."""
+        deadline: float | None = None
+        attempt = 0
+        while True:
+            try:
+                return await self._once(op, key, fn, *args, detail=detail, **kwargs)
+            except StoreError as exc:
+                if not exc.transient:
+                    raise
+                now = trio.current_time()
+                if deadline is None:
+                    deadline = now + self._retry_time
+                delay = min(0.25 * 2 ** attempt, 10.0) * random.uniform(0.5, 1.0)
+                if now + delay > deadline:
+                    raise
+                attempt += 1
+                self.retried += 1
+                log.debug("%s %s%s: %s; trying again in %.1fs (attempt %d)", op, key, detail,
+                          exc, delay, attempt + 1)
+                await trio.sleep(delay)
+
+    async def _once(self, op: str, key: str, fn: Callable[..., T], *args: Any,
+                    detail: str = "", **kwargs: Any) -> T:
         """Run one boto3 call in a worker thread; log it at debug level (no key material).
         Every exception leaves as an SsecfsError (see `_translate`)."""
         started = time.monotonic()
@@ -161,7 +201,8 @@ class S3Store:
             code, name = _status(exc)
             status = f"{code} {name}"
             raise self._translate(exc, op, key) from None
-        except SsecfsError:
+        except SsecfsError as exc:
+            status = type(exc).__name__
             raise
         except Exception as exc:
             status = type(exc).__name__
@@ -190,13 +231,20 @@ class S3Store:
                 out = TooBig(where)
             else:
                 out = StoreError(where)
+                out.transient = status in RETRIED_STATUSES or code in RETRIED_CODES
             out.status = status
             return out
         if isinstance(exc, botocore.exceptions.ParamValidationError):
             # its message quotes the parameters' values, and one of them is the key
             return StoreError(f"{op} {key}: botocore refused the request's parameters")
         if isinstance(exc, botocore.exceptions.BotoCoreError):
-            return StoreError(f"{op} {key}: {exc}")
+            out = StoreError(f"{op} {key}: {exc}")
+            out.transient = isinstance(exc, TRANSIENT_BOTOCORE)
+            return out
+        if isinstance(exc, OSError | urllib3.exceptions.HTTPError):
+            out = StoreError(f"{op} {key}: {type(exc).__name__}: {exc}")
+            out.transient = True  # a connection reset or refused below botocore
+            return out
         # anything else a worker thread raised (OSError, urllib3, a bug): still an ssecfs
         # error, so that loops over many files go on and nothing escapes the seam
         return StoreError(f"{op} {key}: {type(exc).__name__}: {exc}")
@@ -263,23 +311,17 @@ class S3Store:
                 body.close()
             return data, resp.get("SSECustomerKeyMD5")
 
-        # botocore retries a request until its headers arrive; a body cut after that
-        # (a dropped connection mid-stream) is retried here, with backoff, as a new GET
-        for attempt in range(self._body_retries):
-            try:
-                data, echoed = await self._call("GetObject", key, fetch, detail=detail)
-                break
-            except SsecfsError as exc:
-                if sse is not None and exc.status in (400, 403):
-                    # re-ask HEAD to name the cause (other key, unencrypted, no permission)
-                    info = await self.head(key, sse)
-                    if not info.encrypted:
-                        return await self.get_range(key, rng, None, etag=etag)
-                    raise
-                if not isinstance(exc, BodyCut) or attempt + 1 == self._body_retries:
-                    raise
-                log.info("GetObject %s%s was cut (%s); retrying", key, detail, exc)
-                await trio.sleep(min(0.2 * 2 ** attempt, 5.0))
+        # botocore retries a request until its headers arrive; a body cut after that (a
+        # dropped connection mid-stream) is a BodyCut, which `_call` retries as a new GET
+        try:
+            data, echoed = await self._call("GetObject", key, fetch, detail=detail)
+        except SsecfsError as exc:
+            if sse is not None and exc.status in (400, 403):
+                # re-ask HEAD to name the cause (other key, unencrypted, no permission)
+                info = await self.head(key, sse)
+                if not info.encrypted:
+                    return await self.get_range(key, rng, None, etag=etag)
+            raise
         if sse is not None and echoed_md5s(echoed) - {sse.md5_b64}:
             raise KeyMismatch(f"GetObject {key}: server echoed another key's MD5")
         if rng is not None and len(data) != len(rng):

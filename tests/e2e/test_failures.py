@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -28,7 +29,8 @@ MiB = 1024 * 1024
 @pytest.fixture
 def proxied(proxy: Proxy, mount_factory) -> Mount:
     """A mount through `proxy`, with 2 attempts per request so failures come quickly."""
-    m = mount_factory(["retries=2", "part_size=5M", "connect_timeout=5", "read_timeout=20"],
+    m = mount_factory(["retries=2", "retry_time=2", "part_size=5M", "connect_timeout=5",
+                       "read_timeout=20"],
                       start=False)
     m.endpoint = proxy.url
     return m.start()
@@ -130,6 +132,40 @@ def test_a_read_whose_body_is_cut_is_retried(proxy: Proxy, mount_factory) -> Non
     assert (m / "r.bin").read_bytes() == data
     assert proxy.broken >= 1, "the proxy cut no connection: the test proved nothing"
     assert "was cut" in m.log()[mark:], "no GetObject was cut and retried"
+
+
+def test_an_outage_shorter_than_retry_time_is_invisible(proxy: Proxy, mount_factory) -> None:
+    """The endpoint is down for 5 s (a gateway restart) while a file is closed and another
+    read: both wait and succeed, instead of EIO after botocore's few quick attempts."""
+    m = mount_factory(["part_size=5M", "retry_time=30"], start=False)
+    m.endpoint = proxy.url
+    m.start()
+    (m / "old.bin").write_bytes(b"x" * 100_000)
+    m.restart()  # old.bin is read from the server below
+    data = os.urandom(7 * MiB)
+    f = open(m / "new.bin", "wb")
+    f.write(data)
+    proxy.set_mode("refuse")
+    results: list[object] = []
+
+    def close_and_read() -> None:
+        try:
+            f.close()
+            results.append((m / "old.bin").read_bytes())
+        except OSError as exc:
+            results.append(exc)
+
+    worker = threading.Thread(target=close_and_read)
+    started = time.monotonic()
+    worker.start()
+    time.sleep(5)
+    assert results == [], "close() returned while the endpoint was down"
+    proxy.set_mode("pass")
+    worker.join(60)
+    assert results == [b"x" * 100_000], results
+    assert time.monotonic() - started < 30
+    assert m.get("new.bin") == data
+    assert "trying again" in m.log()
 
 
 def test_multipart_upload_fails_midway_and_is_aborted(proxied: Mount, proxy: Proxy) -> None:

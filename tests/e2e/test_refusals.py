@@ -100,8 +100,8 @@ class Runner:
         return p
 
     def run(self, source: str, mountpoint: Path, *args: str, mode: str = "background",
-            env: dict[str, str] | None = None, timeout: float = 120) -> \
-            subprocess.CompletedProcess[bytes]:
+            env: dict[str, str] | None = None, timeout: float = 120,
+            pass_fds: tuple[int, ...] = ()) -> subprocess.CompletedProcess[bytes]:
         if mountpoint not in self.mountpoints:
             self.mountpoints.append(mountpoint)
         extra = ["-f"] if mode == "foreground" else \
@@ -112,7 +112,7 @@ class Runner:
         full_env.update(env or {})
         return subprocess.run([*SSECFS, "mount", source, str(mountpoint), *args, *extra],
                               env=full_env, stdin=subprocess.DEVNULL, capture_output=True,
-                              timeout=timeout)
+                              timeout=timeout, pass_fds=pass_fds)
 
     def log(self, mountpoint: Path) -> str:
         try:
@@ -186,6 +186,59 @@ def test_key_file_bad_format(runner: Runner, tmp_path: Path, content: bytes) -> 
     assert "SECRETWORD" not in line and "U0VDUkVUV09SRA" not in line
     if len(content) > 40:
         assert content.decode().strip() not in line
+    assert_nothing_left(mnt)
+
+
+# Bad options and key inputs, each refused with its exit status (errors.py) and one line:
+# (id, arguments, exit status, words of the line). {key} is a good key file, {fifo} a FIFO,
+# {fd} a descriptor of a key file of mode 0644, {theirs} a key file of uid 65534.
+BAD_COMMAND_LINES = [
+    ("fifo-key-file", ["--key-file", "{fifo}"], 3, ["fifo", "not a regular file"]),
+    ("part_size-inf", ["-o", "part_size=inf"], 2, ["part_size", "whole number"]),
+    ("write_buffer_memory-1e400", ["-o", "write_buffer_memory=1e400"], 2,
+     ["write_buffer_memory", "whole number"]),
+    ("uid-negative", ["-o", "uid=-1"], 2, ["uid", "4294967294"]),
+    ("uid-huge", ["-o", "uid=99999999999"], 2, ["uid", "4294967294"]),
+    ("gid-negative", ["-o", "gid=-1"], 2, ["gid", "4294967294"]),
+    ("gid-huge", ["-o", "gid=99999999999"], 2, ["gid", "4294967294"]),
+    ("cache_ttl-nan", ["-o", "cache_ttl=nan"], 2, ["cache_ttl", "finite"]),
+    ("connect_timeout-negative", ["-o", "connect_timeout=-1"], 2,
+     ["connect_timeout", "above 0"]),
+    ("endpoint-no-host", ["--endpoint-url", "https://"], 4, ["no host", "https://HOST"]),
+    ("endpoint-space", ["--endpoint-url", "https://s3 .example.com"], 4,
+     ["space", "https://HOST"]),
+    ("key-fd-readable-file", ["--key-fd", "{fd}"], 3, ["--key-fd", "chmod 600"]),
+    ("key-file-of-another-user", ["--key-file", "{theirs}"], 3, ["uid 65534", "chown"]),
+]
+
+
+@pytest.mark.parametrize(("args", "status", "needles"), [c[1:] for c in BAD_COMMAND_LINES],
+                         ids=[c[0] for c in BAD_COMMAND_LINES])
+def test_bad_command_lines(runner: Runner, key_file: Path, tmp_path: Path, args: list[str],
+                           status: int, needles: list[str]) -> None:
+    mnt = runner.mountpoint()
+    fifo = tmp_path / "key.fifo"
+    os.mkfifo(fifo, 0o600)
+    readable = write_key(tmp_path / "open.key", secrets.token_bytes(32), 0o644)
+    theirs = write_key(tmp_path / "theirs.key", secrets.token_bytes(32))
+    if "{theirs}" in args:
+        if os.getuid() != 0:
+            pytest.skip("needs root to give a file to another user")
+        os.chown(theirs, 65534, 65534)
+    fd = os.open(readable, os.O_RDONLY)  # the child gets it under the same number
+    try:
+        argv = [a.format(key=key_file, fifo=fifo, theirs=theirs, fd=fd) for a in args]
+        if "--key-file" not in argv and "--key-fd" not in argv:
+            argv += ["--key-file", str(key_file)]
+        if "--endpoint-url" not in argv:
+            argv += ["--endpoint-url", "https://127.0.0.1:1"]
+        for mode in MODES:
+            proc = runner.run("bucket", mnt, *argv, mode=mode, timeout=30, pass_fds=(fd,))
+            line = assert_refused(proc, *needles)
+            assert proc.returncode == status, (proc.returncode, line)
+            assert "unexpected" not in line
+    finally:
+        os.close(fd)
     assert_nothing_left(mnt)
 
 

@@ -18,7 +18,7 @@ import pytest
 from ssecfs import cli
 from ssecfs import log as ssecfs_log
 from ssecfs.config import MountConfig, apply_o_options, fuse_mount_options
-from ssecfs.errors import EXIT_KEY, EXIT_USAGE, UserError
+from ssecfs.errors import EXIT_KEY, EXIT_STORE, EXIT_USAGE, UserError
 
 SYSTEMD_DIR = Path(__file__).resolve().parents[2] / "systemd"
 
@@ -319,3 +319,128 @@ def test_unwritable_log_file_is_a_user_error(tmp_path: Path) -> None:
     blocker.write_text("")
     with pytest.raises(UserError, match="cannot write the log file"):
         ssecfs_log.open_handler(ssecfs_log.LogTarget("file", str(blocker / "sub" / "x.log")))
+
+
+# ------------------------------------------------------------------ refusals: one line, exit code
+
+# `ssecfs mount b MNT <args>` with {key} a good key file, {fifo} a FIFO, {open_fd} an fd of a
+# key file of mode 0644, {theirs} a key file of uid 65534 (root only): each must end in one line
+# on stderr with the exit code of errors.py, before anything is mounted or sent
+REFUSED = [
+    ("fifo-key-file", ["--key-file", "{fifo}"], EXIT_KEY, ["FIFO", "not a regular file"]),
+    ("part_size-inf", ["-o", "part_size=inf"], EXIT_USAGE, ["part_size", "8M"]),
+    ("wbm-1e400", ["-o", "write_buffer_memory=1e400"], EXIT_USAGE, ["write_buffer_memory"]),
+    ("uid-negative", ["-o", "uid=-1"], EXIT_USAGE, ["uid", "4294967294"]),
+    ("uid-huge", ["-o", "uid=99999999999"], EXIT_USAGE, ["uid", "4294967294"]),
+    ("gid-negative", ["-o", "gid=-1"], EXIT_USAGE, ["gid", "4294967294"]),
+    ("gid-huge", ["-o", "gid=99999999999"], EXIT_USAGE, ["gid", "4294967294"]),
+    ("cache_ttl-nan", ["-o", "cache_ttl=nan"], EXIT_USAGE, ["cache_ttl", "finite"]),
+    ("connect_timeout-negative", ["-o", "connect_timeout=-1"], EXIT_USAGE,
+     ["connect_timeout", "above 0"]),
+    ("read_timeout-inf", ["-o", "read_timeout=inf"], EXIT_USAGE, ["read_timeout", "finite"]),
+    ("endpoint-no-host", ["--endpoint-url", "https://"], EXIT_STORE, ["no host", "https://HOST"]),
+    ("endpoint-space", ["--endpoint-url", "https://s3 .example.com"], EXIT_STORE,
+     ["space", "https://HOST"]),
+    ("endpoint-port", ["--endpoint-url", "https://s3.example.com:x"], EXIT_STORE, ["port"]),
+    ("endpoint-http", ["--endpoint-url", "http://127.0.0.1:1"], EXIT_STORE, ["https://"]),
+    ("endpoint-o-no-host", ["-o", "endpoint=https://:9000"], EXIT_STORE, ["no host"]),
+    ("key-fd-readable", ["--key-fd", "{open_fd}"], EXIT_KEY, ["--key-fd", "chmod 600"]),
+    ("key-fd-huge", ["--key-fd", "99999999999"], EXIT_USAGE, ["--key-fd"]),
+    ("key-file-theirs", ["--key-file", "{theirs}"], EXIT_KEY, ["uid 65534", "chown"]),
+    ("key-fd-theirs", ["--key-fd", "{theirs_fd}"], EXIT_KEY, ["uid 65534", "chown"]),
+]
+
+
+@pytest.fixture
+def no_mounting(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*args: object) -> int:
+        raise AssertionError("a refused command line got as far as mounting")
+    monkeypatch.setattr(cli, "_serve", refuse)
+    monkeypatch.setattr(cli, "_daemonize", refuse)
+
+
+def _refusal_args(tmp_path: Path, args: list[str]) -> list[str]:
+    key = tmp_path / "k.key"
+    key.write_bytes(os.urandom(32))
+    key.chmod(0o600)
+    fifo = tmp_path / "key.fifo"
+    os.mkfifo(fifo, 0o600)
+    places: dict[str, object] = {"key": key, "fifo": fifo}
+    if any("{open" in a for a in args):
+        readable = tmp_path / "open.key"
+        readable.write_bytes(os.urandom(32))
+        readable.chmod(0o644)
+        places["open_fd"] = os.open(readable, os.O_RDONLY)
+    if any("{theirs" in a for a in args):
+        if os.getuid() != 0:
+            pytest.skip("needs root to give a file to another user")
+        theirs = tmp_path / "theirs.key"
+        theirs.write_bytes(os.urandom(32))
+        theirs.chmod(0o600)
+        os.chown(theirs, 65534, 65534)
+        places["theirs"] = theirs
+        if any("{theirs_fd}" in a for a in args):
+            places["theirs_fd"] = os.open(theirs, os.O_RDONLY)
+    args = [a.format(**places) for a in args]
+    if "--key-file" not in args and "--key-fd" not in args:
+        args += ["--key-file", str(key)]
+    if not any(a.startswith(("--endpoint-url", "endpoint")) for a in args):
+        args += ["--endpoint-url", "https://127.0.0.1:1"]
+    return args
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize(("args", "code", "needles"), [r[1:] for r in REFUSED],
+                         ids=[r[0] for r in REFUSED])
+def test_refused_command_lines_are_one_line(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], no_mounting: None,
+        args: list[str], code: int, needles: list[str]) -> None:
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    argv = ["mount", "b", str(mnt), *_refusal_args(tmp_path, args)]
+    assert cli.main(argv) == code
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1 and err.startswith("ssecfs: "), err
+    assert "unexpected" not in err and "Traceback" not in err
+    for needle in needles:
+        assert needle in err, (needle, err)
+
+
+@pytest.mark.parametrize(("opts", "code", "needle"), [
+    ("key_file={fifo}", EXIT_KEY, "FIFO"),
+    ("key_file={key},uid=99999999999", EXIT_USAGE, "uid"),
+    ("key_file={key},cache_ttl=nan", EXIT_USAGE, "cache_ttl"),
+    ("key_file={key},endpoint_url=https://", EXIT_STORE, "no host"),
+])
+def test_mount_fake_refuses_the_same(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], no_mounting: None,
+        opts: str, code: int, needle: str) -> None:
+    """mount -f (fake), as from fstab: the same checks through -o options."""
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    key = tmp_path / "k.key"
+    key.write_bytes(os.urandom(32))
+    key.chmod(0o600)
+    fifo = tmp_path / "key.fifo"
+    os.mkfifo(fifo, 0o600)
+    if "endpoint_url" not in opts:
+        opts += ",endpoint_url=https://127.0.0.1:1"
+    opts = opts.format(key=key, fifo=fifo)
+    assert cli.fstab_main(["b", str(mnt), "-f", "-o", opts], prog="mount.ssecfs") == code
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("mount.ssecfs: ") and needle in err, err
+
+
+def test_message_with_a_newline_stays_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    code = cli.main(["mount", "b", "/mnt", "--key-file", "/no/such\ndir/k",
+                     "--endpoint-url", "https://127.0.0.1:1"])
+    err = capsys.readouterr().err
+    assert code == EXIT_KEY and err.count("\n") == 1 and "such\\ndir" in err
+
+
+def test_key_fd_of_a_pipe_is_still_fine() -> None:
+    r, w = os.pipe()
+    os.write(w, os.urandom(32))
+    os.close(w)
+    args = cli.build_parser().parse_args(["mount", "b", "/mnt", "--key-fd", str(r)])
+    assert len(cli.load_key(cli.config_from_args(args)).raw) == 32

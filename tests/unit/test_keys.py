@@ -5,9 +5,11 @@ import stat
 
 import pytest
 
+from ssecfs.errors import EXIT_KEY
 from ssecfs.keys import (
     KeyFileError,
     SseCKey,
+    check_owner,
     generate_key_file,
     load_key_fd,
     load_key_file,
@@ -92,3 +94,124 @@ def test_keygen_writes_private_file_and_refuses_overwrite(tmp_path):
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     with pytest.raises(KeyFileError, match="refusing to overwrite"):
         generate_key_file(str(path))
+
+
+# ------------------------------------------------- what is not a private regular file
+
+def _one_line(exc: pytest.ExceptionInfo[KeyFileError]) -> str:
+    message = str(exc.value)
+    assert "\n" not in message and exc.value.exit_code == EXIT_KEY
+    return message
+
+
+@pytest.mark.timeout(10)
+def test_fifo_key_file_is_refused_without_waiting_for_a_writer(tmp_path):
+    fifo = tmp_path / "key.fifo"
+    os.mkfifo(fifo, 0o600)
+    with pytest.raises(KeyFileError) as exc:
+        load_key_file(str(fifo))  # without O_NONBLOCK, open(2) would wait for ever
+    message = _one_line(exc)
+    assert "FIFO" in message and "not a regular file" in message and "--key-fd" in message
+
+
+@pytest.mark.parametrize(("path", "kind"), [("/dev/null", "character device"),
+                                             ("/", "directory")])
+def test_other_non_regular_key_files_are_refused(path, kind):
+    with pytest.raises(KeyFileError) as exc:
+        load_key_file(path)
+    message = _one_line(exc)
+    assert kind in message and "ssecfs keygen" in message
+
+
+def _stat(uid: int, mode: int = 0o100600) -> os.stat_result:
+    return os.stat_result((mode, 1, 1, 1, uid, 0, 32, 0, 0, 0))
+
+
+@pytest.mark.parametrize(("owner", "me", "ok"), [
+    (1000, 1000, True),  # mine
+    (0, 1000, True),  # root's, e.g. /etc/ssecfs/NAME.key read through a group ACL
+    (0, 0, True),
+    (1001, 1000, False),  # someone else's
+    (1000, 0, False),  # even root refuses a user's key file, as ssh does for its own files
+])
+def test_key_file_owner_must_be_the_caller_or_root(owner, me, ok):
+    if ok:
+        check_owner("/k", _stat(owner), uid=me)
+        return
+    with pytest.raises(KeyFileError) as exc:
+        check_owner("/k", _stat(owner), uid=me)
+    message = _one_line(exc)
+    assert f"uid {owner}" in message and "/k" in message  # whose it is
+    assert "chown" in message and "copy" in message  # what to do
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="needs root to give a file to another user")
+def test_key_file_of_another_user_is_refused(tmp_path):
+    path = tmp_path / "theirs.key"
+    path.write_bytes(RAW)
+    path.chmod(0o600)
+    os.chown(path, 65534, 65534)
+    with pytest.raises(KeyFileError) as exc:
+        load_key_file(str(path))
+    message = _one_line(exc)
+    assert "uid 65534" in message and f"chown root {path}" in message
+    os.chown(path, 0, 0)
+    assert load_key_file(str(path)).raw == RAW
+
+
+def test_owner_is_checked_before_the_mode(tmp_path):
+    # chmod on someone else's file would not help: the message must say chown
+    with pytest.raises(KeyFileError, match="chown"):
+        check_owner("/k", _stat(4242, 0o100644), uid=1000)
+
+
+# ------------------------------------------------- --key-fd
+
+def _open_fd(path, data, mode):
+    path.write_bytes(data)
+    path.chmod(mode)
+    return os.open(path, os.O_RDONLY)
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604, 0o660])
+def test_key_fd_of_a_file_readable_by_others_is_refused(tmp_path, mode):
+    path = tmp_path / "open.key"
+    fd = _open_fd(path, RAW, mode)
+    with pytest.raises(KeyFileError) as exc:
+        load_key_fd(fd)
+    message = _one_line(exc)
+    assert f"--key-fd {fd}" in message and f"chmod 600 {path}" in message
+    with pytest.raises(OSError):
+        os.fstat(fd)  # closed all the same
+
+
+def test_key_fd_of_a_private_file_is_fine(tmp_path):
+    assert load_key_fd(_open_fd(tmp_path / "k", RAW, 0o600)).raw == RAW
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="needs root to give a file to another user")
+def test_key_fd_of_another_users_file_is_refused(tmp_path):
+    path = tmp_path / "theirs.key"
+    fd = _open_fd(path, RAW, 0o600)
+    os.chown(path, 65534, 65534)
+    with pytest.raises(KeyFileError) as exc:
+        load_key_fd(fd)
+    assert "uid 65534" in _one_line(exc)
+
+
+def test_key_fd_of_a_socket_is_fine():
+    import socket
+    a, b = socket.socketpair()
+    with a, b:
+        a.sendall(RAW)
+        a.shutdown(socket.SHUT_WR)
+        assert load_key_fd(os.dup(b.fileno())).raw == RAW
+
+
+def test_key_fd_not_open():
+    r, w = os.pipe()
+    os.close(r)
+    os.close(w)
+    with pytest.raises(KeyFileError) as exc:
+        load_key_fd(r)
+    assert "--key-fd 3 3<KEYFILE" in _one_line(exc)

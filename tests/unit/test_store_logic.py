@@ -84,7 +84,7 @@ class FakeClient:
     OSError(104, "Connection reset by peer"),
 ])
 async def test_every_exception_of_a_head_leaves_the_store_as_an_ssecfs_error(exc):
-    store = S3Store(FakeClient(head_exc=exc), "b")
+    store = S3Store(FakeClient(head_exc=exc), "b", retry_time=0)
     with pytest.raises(StoreError) as info:
         await store.head("k", KEY)
     assert isinstance(info.value, SsecfsError) and "k" in str(info.value)
@@ -92,7 +92,7 @@ async def test_every_exception_of_a_head_leaves_the_store_as_an_ssecfs_error(exc
 
 async def test_param_validation_errors_do_not_quote_the_key():
     exc = botocore.exceptions.ParamValidationError(report=f"bad value {KEY.raw!r}")
-    store = S3Store(FakeClient(head_exc=exc), "b")
+    store = S3Store(FakeClient(head_exc=exc), "b", retry_time=0)
     with pytest.raises(StoreError) as info:
         await store.head("k", KEY)
     assert repr(KEY.raw) not in str(info.value)
@@ -100,14 +100,48 @@ async def test_param_validation_errors_do_not_quote_the_key():
 
 async def test_a_get_whose_body_is_cut_is_retried(autojump_clock):
     client = FakeClient(cuts=2)
-    store = S3Store(client, "b", body_retries=4)
+    store = S3Store(client, "b")
     assert await store.get_range("k", ByteRange(0, 10), KEY) == b"0123456789"
-    assert client.gets == 3
+    assert client.gets == 3 and store.retried == 2
 
 
-async def test_a_get_cut_every_time_fails_after_the_retries(autojump_clock):
-    client = FakeClient(cuts=100)
-    store = S3Store(client, "b", body_retries=3)
+async def test_transient_failures_are_retried_for_retry_time_then_raised(autojump_clock):
+    import trio
+    client = FakeClient(cuts=10**6)
+    store = S3Store(client, "b", retry_time=30)
+    started = trio.current_time()
     with pytest.raises(StoreError, match="cut"):
         await store.get_range("k", ByteRange(0, 10), KEY)
-    assert client.gets == 3
+    waited = trio.current_time() - started
+    assert 20 <= waited <= 30, waited  # bounded by time, not by a count
+    assert client.gets > 5
+
+
+@pytest.mark.parametrize("exc, retried", [
+    (botocore.exceptions.EndpointConnectionError(endpoint_url="https://x"), True),
+    (botocore.exceptions.ReadTimeoutError(endpoint_url="https://x"), True),
+    (botocore.exceptions.ConnectionClosedError(endpoint_url="https://x"), True),
+    (ConnectionResetError(104, "Connection reset by peer"), True),
+    (client_error(503, "SlowDown"), True),
+    (client_error(500, "InternalError"), True),
+    (client_error(429, "TooManyRequests"), True),
+    (client_error(400, "InvalidArgument"), False),
+    (client_error(403, "AccessDenied"), False),
+    (client_error(404, "NoSuchKey"), False),
+    (client_error(501, "NotImplemented"), False),
+    (botocore.exceptions.NoCredentialsError(), False),
+    (ValueError("a bug"), False),
+])
+async def test_only_transient_failures_are_retried(autojump_clock, exc, retried):
+    calls = []
+
+    def head_object(**kw):
+        calls.append(1)
+        raise exc
+
+    client = FakeClient()
+    client.head_object = head_object
+    store = S3Store(client, "b", retry_time=5)
+    with pytest.raises(SsecfsError):
+        await store.head("k", None)
+    assert (len(calls) > 1) is retried
