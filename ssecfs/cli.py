@@ -30,12 +30,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from .config import MountConfig, OptionError, apply_o_options, split_bucket
-from .errors import EXIT_MOUNT, EXIT_USAGE, UserError
+from .errors import EXIT_MOUNT, EXIT_STORE, EXIT_USAGE, SsecfsError, UserError
 from .keys import SseCKey, generate_key_file, load_key_fd, load_key_file
 
 log = logging.getLogger(__name__)
 PROG = "ssecfs"
-COMMANDS = ("mount", "keygen", "key-md5")
+COMMANDS = ("mount", "keygen", "key-md5", "cleanup")
 FS_TYPES = ("ssecfs", "fuse.ssecfs")
 
 
@@ -63,7 +63,48 @@ def build_parser() -> argparse.ArgumentParser:
                        "echoes and that `openssl dgst -md5 -binary KEY | base64` computes "
                        "for a raw key file.")
     h.add_argument("path")
+    c = sub.add_parser("cleanup", help="abort unfinished multipart uploads",
+                       description="Abort the multipart uploads under BUCKET[/PREFIX] that a "
+                       "crash or an outage left unfinished (they hold storage). Needs no key.")
+    c.add_argument("source", metavar="BUCKET[/PREFIX]")
+    c.add_argument("--older-than", metavar="SECONDS", type=float, default=3600.0,
+                   help="only uploads started this long ago (default 3600: a running "
+                        "mount's uploads are left alone)")
+    c.add_argument("--dry-run", action="store_true", help="list them, abort nothing")
+    for flag, meta in (("--endpoint-url", "URL"), ("--region", "R"), ("--profile", "P"),
+                       ("--ca-bundle", "PATH")):
+        c.add_argument(flag, metavar=meta)
     return p
+
+
+def cleanup_main(args: argparse.Namespace) -> int:
+    import trio
+
+    from .cleanup import abort_stale_uploads
+    from .store.s3 import S3Store, make_client
+
+    bucket, prefix = split_bucket(args.source)
+    if not args.older_than >= 0:
+        raise OptionError("--older-than must be a number of seconds, 0 or more")
+    client = make_client(endpoint_url=args.endpoint_url, region=args.region,
+                         profile=args.profile, ca_bundle=args.ca_bundle, retries=3,
+                         connect_timeout=10, read_timeout=60)
+    store = S3Store(client, bucket, retry_time=10)
+
+    async def run() -> int:
+        await store.check_bucket(prefix, str(client.meta.endpoint_url))
+        return await abort_stale_uploads(store, prefix, args.older_than, args.dry_run, print)
+
+    try:
+        count = trio.run(run)
+    except SsecfsError as exc:
+        if isinstance(exc, UserError):
+            raise
+        raise UserError(f"cleanup of s3://{bucket}/{prefix} failed: {exc}", EXIT_STORE) \
+            from None
+    print(f"{count} unfinished upload(s) {'found' if args.dry_run else 'aborted'} under "
+          f"s3://{bucket}/{prefix}")
+    return 0
 
 
 def add_mount_options(m: argparse.ArgumentParser) -> None:
@@ -283,6 +324,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "key-md5":
             return key_md5(args.path)
+        if args.command == "cleanup":
+            return cleanup_main(args)
         return run_mount(config_from_args(args))
     except UserError as exc:
         print_error(PROG, exc)

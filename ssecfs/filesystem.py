@@ -140,6 +140,10 @@ class Filesystem:
                 log.error("could not upload %s: %s", path, exc,
                           exc_info=not hasattr(exc, "errno"))
                 failed.append(path)
+        await self.transfers.retry_aborts()
+        for key, upload_id in self.transfers.unaborted:
+            log.warning("an unfinished multipart upload of %s (id %s) is left in the bucket; "
+                        "`ssecfs cleanup` removes it", key, upload_id)
         return failed
 
     # ------------------------------------------------------------------ helpers

@@ -192,6 +192,7 @@ READY_TIMEOUT = 60.0
 
 async def _serve(cfg: MountConfig, key: SseCKey, ready: Callable[[], None], run: _Run) -> int:
     with run.startup:
+        check_cache_dir(cfg.spill_dir())  # local and quick: before any request
         client = make_client(endpoint_url=cfg.endpoint_url, region=cfg.region,
                              profile=cfg.profile, ca_bundle=cfg.ca_bundle, retries=cfg.retries,
                              connect_timeout=cfg.connect_timeout, read_timeout=cfg.read_timeout)
@@ -202,7 +203,6 @@ async def _serve(cfg: MountConfig, key: SseCKey, ready: Callable[[], None], run:
         if cfg.key_check:
             await check_key(store, key, cfg.prefix, cfg.key_file or "the key file")
         check_mountpoint(cfg.mountpoint)
-        check_cache_dir(cfg.spill_dir())
     if run.startup.cancelled_caught:
         signum = run.signal or signal.SIGTERM
         raise UserError(f"interrupted by {signal.Signals(signum).name} before "

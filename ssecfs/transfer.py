@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import trio
 
-from .errors import ServerNotImplemented, one_error
+from .errors import ServerNotImplemented, SsecfsError, one_error
 from .keys import KeyRing
 from .parts import COPY_CHUNK, PartPlan, plan_parts
 from .ranges import ByteRange
@@ -52,6 +52,18 @@ class Transfers:
         self.part_size = part_size
         self.concurrency = concurrency
         self.caps = caps or ServerCaps()
+        # multipart uploads whose abort failed (the server was away): aborted later
+        self.unaborted: list[tuple[str, str]] = []
+
+    async def retry_aborts(self) -> None:
+        """Abort the uploads an outage left behind; those that still fail stay listed."""
+        pending, self.unaborted = self.unaborted, []
+        for key, upload_id in pending:
+            try:
+                await self.store.abort_multipart(key, upload_id)
+                log.info("aborted the multipart upload of %s left by an earlier failure", key)
+            except SsecfsError:
+                self.unaborted.append((key, upload_id))
 
     async def upload(self, key: str, size: int, metadata: Mapping[str, str],
                      content_type: str, read: Reader, clean: Sequence[ByteRange] = (),
@@ -70,6 +82,8 @@ class Transfers:
                          plans: Sequence[PartPlan], read: Reader,
                          source: ObjectInfo | None) -> None:
         upload_id = await self.store.create_multipart(key, metadata, content_type, self.sse)
+        if self.unaborted:
+            await self.retry_aborts()  # the server answers again
         parts: list[Part] = []
         try:
             limiter = trio.CapacityLimiter(self.concurrency)
@@ -88,7 +102,9 @@ class Transfers:
                 try:
                     await self.store.abort_multipart(key, upload_id)
                 except Exception as exc:
-                    log.warning("could not abort the multipart upload of %s: %s", key, exc)
+                    log.warning("could not abort the multipart upload of %s: %s; trying "
+                                "again later", key, exc)
+                    self.unaborted.append((key, upload_id))
             raise
 
     async def _part(self, key: str, upload_id: str, plan: PartPlan, read: Reader,

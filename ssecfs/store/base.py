@@ -58,6 +58,15 @@ class Part:
     etag: str
 
 
+@dataclass(frozen=True, slots=True)
+class Upload:
+    """An unfinished multipart upload in the bucket."""
+
+    key: str
+    upload_id: str
+    initiated_ns: int
+
+
 class ObjectStore(Protocol):
     async def head(self, key: str, sse: SseCKey | None) -> ObjectInfo:
         """HEAD with `sse`. An object under another key is KeyMismatch; an object stored
@@ -85,6 +94,8 @@ class ObjectStore(Protocol):
     async def complete_multipart(self, key: str, upload_id: str, parts: Sequence[Part]) -> None: ...
 
     async def abort_multipart(self, key: str, upload_id: str) -> None: ...
+
+    async def list_uploads(self, prefix: str) -> list[Upload]: ...
 
     async def copy(self, source: str, target: str, metadata: Mapping[str, str],
                    content_type: str, sse: SseCKey | None,

@@ -28,7 +28,7 @@ import trio
 from ..errors import KeyMismatch, NotFound, ServerNotImplemented, Stale, StoreError
 from ..keys import SseCKey
 from ..ranges import ByteRange
-from .base import ListedObject, ListPage, ObjectInfo, Part
+from .base import ListedObject, ListPage, ObjectInfo, Part, Upload
 
 
 @dataclass(slots=True)
@@ -48,6 +48,7 @@ class _Upload:
     content_type: str
     key_md5: str | None
     parts: dict[int, bytes] = field(default_factory=dict)
+    initiated_ns: int = field(default_factory=time.time_ns)
 
 
 @dataclass(eq=False, slots=True)
@@ -281,6 +282,7 @@ class MemoryStore:
         for key in keys:
             self.objects.pop(key, None)
 
-    async def list_uploads(self, prefix: str) -> list[tuple[str, str]]:
+    async def list_uploads(self, prefix: str) -> list[Upload]:
         await self._request("ListMultipartUploads", prefix)
-        return [(u.key, uid) for uid, u in self.uploads.items() if u.key.startswith(prefix)]
+        return [Upload(u.key, uid, u.initiated_ns) for uid, u in self.uploads.items()
+                if u.key.startswith(prefix)]

@@ -48,7 +48,7 @@ from ..errors import (
 )
 from ..keys import ALGORITHM, SseCKey
 from ..ranges import ByteRange
-from .base import ListedObject, ListPage, ObjectInfo, Part
+from .base import ListedObject, ListPage, ObjectInfo, Part, Upload
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -427,12 +427,20 @@ class S3Store:
                 raise StoreError(f"DeleteObjects: {len(errors)} failed, e.g. "
                                  f"{first.get('Key')}: {first.get('Code')}")
 
-    async def list_uploads(self, prefix: str) -> list[tuple[str, str]]:
-        """(key, upload id) of unfinished multipart uploads under `prefix`."""
-        resp: Any = await self._call("ListMultipartUploads", prefix or "/",
-                                     self._client.list_multipart_uploads,
-                                     Bucket=self.bucket, Prefix=prefix)
-        return [(u["Key"], u["UploadId"]) for u in resp.get("Uploads", ())]
+    async def list_uploads(self, prefix: str) -> list[Upload]:
+        """The unfinished multipart uploads under `prefix` (all pages)."""
+        out: list[Upload] = []
+        marker: dict[str, str] = {}
+        while True:
+            resp: Any = await self._call("ListMultipartUploads", prefix or "/",
+                                         self._client.list_multipart_uploads,
+                                         Bucket=self.bucket, Prefix=prefix, **marker)
+            out += [Upload(u["Key"], u["UploadId"], _ns(u.get("Initiated")))
+                    for u in resp.get("Uploads", ())]
+            if not resp.get("IsTruncated"):
+                return out
+            marker = {"KeyMarker": resp.get("NextKeyMarker", ""),
+                      "UploadIdMarker": resp.get("NextUploadIdMarker", "")}
 
     # ---------------------------------------------------------------- start-up
     async def check_bucket(self, prefix: str, endpoint: str) -> None:

@@ -193,3 +193,33 @@ async def test_errors_leaving_the_memory_store_are_ssecfs_errors(core: Core,
         except SsecfsError:
             continue
         raise AssertionError("no error")
+
+
+async def test_an_abort_that_failed_in_an_outage_is_done_later(tmp_path: Path,
+                                                              autojump_clock: Clock) -> None:
+    c = make_core(tmp_path, part_size=5 * MiB)
+    async with trio.open_nursery() as nursery:
+        c.fs.start(nursery)
+        fh = await c.create("big")
+        await c.fs.write(fh, 0, os.urandom(11 * MiB))
+        c.store.fail("UploadPart", exc=StoreError("connection refused"))
+        c.store.fail("AbortMultipartUpload", exc=StoreError("connection refused"))
+        assert await errno_of(c.fs.flush(fh)) == errno.EIO
+        assert len(c.store.uploads) == 1  # the abort failed too: the upload is left
+        await c.fs.flush(fh)  # the server is back: the retry stores the file ...
+        assert c.store.uploads == {}  # ... and aborts what the outage left
+        await c.fs.release(fh)
+        nursery.cancel_scope.cancel()
+    c.fs.close()
+
+
+async def test_cleanup_aborts_only_stale_uploads(core: Core, autojump_clock: Clock) -> None:
+    from ssecfs.cleanup import abort_stale_uploads
+    old = await core.store.create_multipart("crashed", {}, "x", core.key)
+    await core.store.create_multipart("running", {}, "x", core.key)
+    core.store.uploads[old].initiated_ns -= 7200 * 10**9  # started two hours ago
+    said: list[str] = []
+    assert await abort_stale_uploads(core.store, "", 3600, True, said.append) == 1
+    assert len(core.store.uploads) == 2 and "would abort crashed" in said[0]
+    assert await abort_stale_uploads(core.store, "", 3600, False, said.append) == 1
+    assert [u.key for u in core.store.uploads.values()] == ["running"]

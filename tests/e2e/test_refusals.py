@@ -209,6 +209,8 @@ BAD_COMMAND_LINES = [
      ["space", "https://HOST"]),
     ("key-fd-readable-file", ["--key-fd", "{fd}"], 3, ["--key-fd", "chmod 600"]),
     ("key-file-of-another-user", ["--key-file", "{theirs}"], 3, ["uid 65534", "chown"]),
+    ("cache_dir-unwritable", ["-o", "cache_dir={blocker}/spill"], 2,
+     ["cache_dir", "-o cache_dir="]),
 ]
 
 
@@ -221,13 +223,16 @@ def test_bad_command_lines(runner: Runner, key_file: Path, tmp_path: Path, args:
     os.mkfifo(fifo, 0o600)
     readable = write_key(tmp_path / "open.key", secrets.token_bytes(32), 0o644)
     theirs = write_key(tmp_path / "theirs.key", secrets.token_bytes(32))
+    blocker = tmp_path / "a-file"  # a cache_dir below a regular file cannot be made
+    blocker.write_bytes(b"")
     if "{theirs}" in args:
         if os.getuid() != 0:
             pytest.skip("needs root to give a file to another user")
         os.chown(theirs, 65534, 65534)
     fd = os.open(readable, os.O_RDONLY)  # the child gets it under the same number
     try:
-        argv = [a.format(key=key_file, fifo=fifo, theirs=theirs, fd=fd) for a in args]
+        argv = [a.format(key=key_file, fifo=fifo, theirs=theirs, fd=fd, blocker=blocker)
+                for a in args]
         if "--key-file" not in argv and "--key-fd" not in argv:
             argv += ["--key-file", str(key_file)]
         if "--endpoint-url" not in argv:
