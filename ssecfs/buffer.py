@@ -52,16 +52,17 @@ class FileBuffer:
         return await self._spill.load(self._spilled[idx])
 
     async def _put(self, idx: int, page: bytearray) -> None:
+        if idx not in self._mem:
+            # room first: if the spill fails (disk full), nothing has changed yet
+            while (len(self._mem) + 1) * PAGE > self._memory_limit and self._mem:
+                victim = min(self._mem)
+                # a page leaves memory only once it is safely in the spill file
+                self._spilled[victim] = await self._spill.store(self._mem[victim])
+                del self._mem[victim]
         slot = self._spilled.pop(idx, None)
         if slot is not None:
             self._spill.free(slot)
         self._mem[idx] = page
-        while len(self._mem) * PAGE > self._memory_limit and len(self._mem) > 1:
-            victim = min(i for i in self._mem if i != idx)
-            # the page leaves memory only once it is safely in the spill file: if storing
-            # fails (disk full), it stays here and the error reaches write()
-            self._spilled[victim] = await self._spill.store(self._mem[victim])
-            del self._mem[victim]
 
     def _drop(self, idx: int) -> None:
         self._mem.pop(idx, None)
@@ -103,23 +104,32 @@ class FileBuffer:
             return bytearray(await fetch(ByteRange(start, remote_end)))
         return bytearray()
 
-    async def write(self, offset: int, data: bytes | memoryview, fetch: Fetch) -> None:
+    async def write(self, offset: int, data: bytes | memoryview, fetch: Fetch) -> int:
+        """Write `data` at `offset`; the number of bytes written. When the pages cannot be
+        kept (the spill disk is full), a write that got some bytes in is short, as on a
+        full disk, and one that got none raises."""
         view = memoryview(data)
         pos = offset
         while view:
             idx, within = divmod(pos, PAGE)
             n = min(PAGE - within, len(view))
-            if within == 0 and n == PAGE:
-                page = bytearray(view[:n])  # a whole page: nothing to keep from before
-            else:
-                page = await self._load_page(idx, fetch)
-                if len(page) < within:
-                    page.extend(bytes(within - len(page)))
-                page[within : within + n] = view[:n]
-            await self._put(idx, page)
+            try:
+                if within == 0 and n == PAGE:
+                    page = bytearray(view[:n])  # a whole page: nothing to keep from before
+                else:
+                    page = await self._load_page(idx, fetch)
+                    if len(page) < within:
+                        page.extend(bytes(within - len(page)))
+                    page[within : within + n] = view[:n]
+                await self._put(idx, page)
+            except Exception:
+                if pos == offset:
+                    raise
+                return pos - offset
             view = view[n:]
             pos += n
-        self.size = max(self.size, pos)
+            self.size = max(self.size, pos)
+        return pos - offset
 
     async def read(self, offset: int, size: int, fetch: Fetch) -> bytes:
         end = min(offset + size, self.size)

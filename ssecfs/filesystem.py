@@ -392,8 +392,7 @@ class Filesystem:
             raise BadHandle("write on a handle opened read-only")
         f = h.file
         async with f.lock:
-            await self.writer.write(f, offset, data)
-        return len(data)
+            return await self.writer.write(f, offset, data)
 
     async def flush(self, fh: int) -> None:
         h = self.handles.get(fh)

@@ -56,14 +56,16 @@ class Writer:
                                   self.memory_limit)
         return f.buffer
 
-    async def write(self, f: OpenFile, offset: int, data: bytes) -> None:
+    async def write(self, f: OpenFile, offset: int, data: bytes) -> int:
         if offset + len(data) > MAX_OBJECT:
             # S3 cannot hold it (10,000 parts of at most 5 GiB, 5 TiB in all): say so now,
             # not at close()
             raise TooBig(f"a write up to byte {offset + len(data)} is past S3's object limit")
         buf = self._buffer(f)
-        await buf.write(offset, data, self.fetch_base(f))
-        f.attr = f.attr.with_(size=buf.size, mtime_ns=time.time_ns())
+        try:
+            return await buf.write(offset, data, self.fetch_base(f))
+        finally:
+            f.attr = f.attr.with_(size=buf.size, mtime_ns=time.time_ns())
 
     async def read(self, f: OpenFile, offset: int, size: int) -> bytes:
         assert f.buffer is not None

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import signal
 import threading
 import time
 from pathlib import Path
@@ -233,3 +234,51 @@ def test_spill_file_holds_no_plaintext(mount_factory, tmp_path: Path) -> None:
 
 def stat_mode(p: Path) -> int:
     return p.stat().st_mode & 0o777
+
+
+def test_a_full_spill_disk_fails_write_not_data(mount_factory, tmp_path: Path) -> None:
+    """cache_dir on an 8 MiB tmpfs, 100 MiB written: write() reports ENOSPC once the spill
+    is full, every byte it acknowledged is stored at close(), and the mount's other files
+    (one open across it all) are not harmed; unmount exits 0."""
+    import subprocess
+    if os.geteuid() != 0:
+        pytest.skip("needs root to mount a tmpfs")
+    small = tmp_path / "small"
+    small.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m,mode=0700", "tmpfs", str(small)],
+                   check=True)
+    try:
+        m = mount_factory(["write_buffer_memory=1M", f"cache_dir={small}", "part_size=5M"])
+        healthy = open(m / "healthy.bin", "wb")
+        healthy.write(b"h" * 10_000)
+        fd = os.open(m / "big.bin", os.O_WRONLY | os.O_CREAT)
+        acked = bytearray()
+        chunk = os.urandom(1024 * 1024)
+        error = None
+        try:
+            while len(acked) < 100 * MiB:
+                n = os.write(fd, chunk)
+                acked += chunk[:n]
+        except OSError as exc:
+            error = exc
+        assert error is not None and error.errno == errno.ENOSPC, error
+        assert 4 * MiB < len(acked) < 100 * MiB
+        assert "cannot write the spill file" in m.log()
+        os.close(fd)  # everything acknowledged fits: it is stored
+        assert m.get("big.bin") == bytes(acked)
+        healthy.write(b"H")
+        healthy.close()
+        assert m.get("healthy.bin") == b"h" * 10_000 + b"H"
+        pending = open(m / "pending.bin", "wb")  # open and dirty at SIGTERM ...
+        pending.write(b"pending")
+        pending.flush()
+        assert m.proc is not None
+        m.proc.send_signal(signal.SIGTERM)
+        code = m.proc.wait(60)
+        m.proc = None
+        with contextlib.suppress(OSError):
+            pending.close()
+        assert code == 0, m.log()[-3000:]
+        assert m.get("pending.bin") == b"pending"  # ... is uploaded before the daemon exits
+    finally:
+        subprocess.run(["umount", "-l", str(small)], check=False)

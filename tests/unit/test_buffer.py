@@ -162,3 +162,34 @@ async def test_a_page_stays_in_memory_when_it_cannot_be_spilled():
     with pytest.raises(OSError):
         await buf.write(PAGE, os.urandom(PAGE), Remote(b""))  # memory full, spill fails
     assert await buf.read(0, PAGE, Remote(b"")) == first  # what write() acknowledged is kept
+
+
+class DiskWithRoomFor:
+    """A page store with room for `n` pages."""
+
+    def __init__(self, n):
+        self.slots, self.n = {}, n
+
+    async def store(self, data):
+        if len(self.slots) >= self.n:
+            raise OSError(28, "No space left on device")
+        self.slots[len(self.slots)] = bytearray(data)
+        return len(self.slots) - 1
+
+    async def load(self, slot):
+        return self.slots[slot]
+
+    def free(self, slot):
+        pass
+
+
+async def test_a_write_that_fills_the_spill_disk_is_short_then_fails():
+    buf = FileBuffer(0, DiskWithRoomFor(2), memory_limit=PAGE)
+    data = os.urandom(5 * PAGE)
+    written = await buf.write(0, data, Remote(b""))
+    assert written == 3 * PAGE  # one page in memory, two spilled: the rest did not fit
+    assert buf.size == written
+    assert await buf.read(0, written, Remote(b"")) == data[:written]
+    with pytest.raises(OSError):
+        await buf.write(written, data[written:], Remote(b""))
+    assert buf.size == written  # a failed write changes nothing
