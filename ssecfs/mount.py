@@ -196,7 +196,10 @@ async def _serve(cfg: MountConfig, key: SseCKey, ready: Callable[[], None], run:
         client = make_client(endpoint_url=cfg.endpoint_url, region=cfg.region,
                              profile=cfg.profile, ca_bundle=cfg.ca_bundle, retries=cfg.retries,
                              connect_timeout=cfg.connect_timeout, read_timeout=cfg.read_timeout)
-        _register_credentials(client)
+        _register_credentials(client)  # resolves them: boto3 holds them from now on
+        dropped = drop_secret_env()
+        if dropped:
+            log.debug("removed %s from the daemon's environment", ", ".join(dropped))
         endpoint = str(client.meta.endpoint_url)
         store = S3Store(client, cfg.bucket, retry_time=cfg.retry_time)
         await store.check_bucket(cfg.prefix, endpoint)
@@ -255,6 +258,39 @@ async def _serve(cfg: MountConfig, key: SseCKey, ready: Callable[[], None], run:
         return EXIT_DIRTY
     log.info("unmounted %s cleanly: every change is in the bucket", cfg.mountpoint)
     return 0
+
+
+SECRET_ENV = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN")
+
+
+def drop_secret_env() -> list[str]:
+    """Once boto3 holds the credentials: wipe the secret variables from this process's
+    environment, so that /proc/PID/environ (which shows the environment the process started
+    with) no longer holds them. Their bytes are overwritten where the kernel laid them out,
+    then they are removed from os.environ. Returns the names dropped."""
+    import ctypes
+
+    dropped = []
+    try:
+        libc = ctypes.CDLL(None)
+        environ = ctypes.POINTER(ctypes.c_char_p).in_dll(libc, "environ")
+        i = 0
+        while environ[i] is not None:
+            entry: bytes = environ[i]
+            name = entry.split(b"=", 1)[0].decode(errors="replace")
+            if name in SECRET_ENV:
+                address = ctypes.cast(environ, ctypes.POINTER(ctypes.c_void_p))[i]
+                if address:
+                    start = address + len(name) + 1
+                    ctypes.memset(start, ord("x"), len(entry) - len(name) - 1)
+                dropped.append(name)
+            i += 1
+    except (OSError, ValueError, AttributeError) as exc:  # no libc environ: still unset below
+        log.debug("could not wipe the environment in place: %s", exc)
+    for name in SECRET_ENV:
+        if os.environ.pop(name, None) is not None and name not in dropped:
+            dropped.append(name)
+    return dropped
 
 
 def _register_credentials(client: Any) -> None:

@@ -596,6 +596,9 @@ def test_no_key_material_in_logs_or_proc(system: System, tmp_path: Path) -> None
     outputs = [res.stdout, res.stderr]
     [pid] = daemon_pids(mp)
     _proc_has_no_key(pid, system.key)
+    # the daemon got the secret access key in its environment, and dropped it once boto3
+    # held it: /proc/PID/environ no longer shows it
+    assert system.server.secret_key.encode() not in Path(f"/proc/{pid}/environ").read_bytes()
 
     (mp / "small.txt").write_bytes(b"hello\n")
     assert (mp / "small.txt").read_bytes() == b"hello\n"
