@@ -3,7 +3,8 @@
 Modes: "pass"; "refuse" (accept and reset at once: the server is "down"); "small" (reset a
 connection after `limit` bytes from the client: large request bodies fail); "cut_down" (reset
 it after `limit` bytes from the server: a GET's body is cut after its headers); "flaky" (a
-seeded share of connections is cut after a random number of bytes in either direction).
+seeded share of connections is cut after a random number of bytes in either direction);
+"stall" (accept and never answer: a hung gateway).
 TLS goes end to end through it: the server's certificate is for 127.0.0.1, which the proxy's
 address is too.
 """
@@ -54,7 +55,7 @@ class Proxy:
     def set_mode(self, mode: str, budget: int | None = None) -> None:
         """Switch modes; open connections are reset so pooled ones cannot slip through.
         With `budget`, only that many new connections get the mode, later ones pass."""
-        assert mode in ("pass", "refuse", "small", "cut_down", "flaky")
+        assert mode in ("pass", "refuse", "small", "cut_down", "flaky", "stall")
         with self._lock:
             self.mode = mode
             self.budget = budget
@@ -87,6 +88,10 @@ class Proxy:
                     self.broken += 1
             if mode == "refuse":
                 _reset(client)
+                continue
+            if mode == "stall":
+                with self._lock:  # accepted, then silence: the client's timeout must act
+                    self._live.add(client)
                 continue
             try:
                 upstream = socket.create_connection(("127.0.0.1", self.target_port), timeout=10)

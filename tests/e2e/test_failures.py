@@ -169,6 +169,22 @@ def test_an_outage_shorter_than_retry_time_is_invisible(proxy: Proxy, mount_fact
     assert "trying again" in m.log()
 
 
+def test_a_stalled_endpoint_times_out_and_is_retried(proxy: Proxy, mount_factory) -> None:
+    """Connections that are accepted and then never answered (a hung gateway): the timeout
+    ends each, the request is repeated on a new connection, the read returns every byte."""
+    m = mount_factory(["connect_timeout=1", "read_timeout=2", "retries=2"], start=False)
+    m.endpoint = proxy.url
+    m.start()
+    data = os.urandom(300_000)
+    (m / "s.bin").write_bytes(data)
+    m.restart()
+    proxy.set_mode("stall", budget=3)
+    started = time.monotonic()
+    assert (m / "s.bin").read_bytes() == data
+    assert proxy.broken == 3, "not every stalled connection was used"
+    assert time.monotonic() - started < 30
+
+
 def test_multipart_upload_fails_midway_and_is_aborted(proxied: Mount, proxy: Proxy) -> None:
     """Parts fail (connections carrying big bodies are reset) while small requests pass:
     the multipart upload is aborted, close() fails, and a retry later stores everything."""
