@@ -66,6 +66,18 @@ def operation(rng: random.Random) -> tuple[str, Callable[[Path], object]]:
     return what, ops[kind]
 
 
+def tree(root: Path) -> dict[str, bytes | None]:
+    """Everything below `root`: "dir/" -> None, "file" -> its bytes (to compare two trees)."""
+    out: dict[str, bytes | None] = {}
+    for dirpath, dirs, files in os.walk(root):
+        rel = os.path.relpath(dirpath, root)
+        for d in dirs:
+            out[os.path.normpath(os.path.join(rel, d)) + "/"] = None
+        for f in files:
+            out[os.path.normpath(os.path.join(rel, f))] = Path(dirpath, f).read_bytes()
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seed", type=int, required=True)

@@ -24,6 +24,7 @@ import trio
 from ssecfs.errors import SsecfsError
 from ssecfs.store.memory import FaultSchedule
 from tests.core.conftest import Core, make_core
+from tests.workload import tree
 
 Clock = trio.abc.Clock
 WORKERS = 3
@@ -162,7 +163,7 @@ class Worker:
             return
         want, _ = local_errno(local)
         assert got == want, f"{self.log[-1]}: the mount answered {got}, locally {want} " \
-            f"(local tree: {sorted(local_snapshot(self.ref / self.root))}; ops: {self.log[-12:]})"
+            f"(local tree: {sorted(tree(self.ref / self.root))}; ops: {self.log[-12:]})"
 
     async def run(self, ops: int) -> None:
         kinds = ["write"] * 4 + ["pwrite"] * 2 + ["truncate", "rename", "rename", "unlink",
@@ -184,17 +185,6 @@ async def snapshot(core: Core, path: str = "") -> dict[str, bytes | None]:
             out.update(await snapshot(core, child))
         else:
             out[child] = await core.read_file(child)
-    return out
-
-
-def local_snapshot(root: Path) -> dict[str, bytes | None]:
-    out: dict[str, bytes | None] = {}
-    for dirpath, dirs, files in os.walk(root):
-        rel = os.path.relpath(dirpath, root)
-        for d in dirs:
-            out[os.path.normpath(os.path.join(rel, d)) + "/"] = None
-        for f in files:
-            out[os.path.normpath(os.path.join(rel, f))] = Path(dirpath, f).read_bytes()
     return out
 
 
@@ -226,9 +216,9 @@ async def test_random_workload_matches_a_local_directory(tmp_path: Path, autojum
         core.store.faults = None
         assert await core.fs.flush_all() == []
         assert core.fs.dirty_files() == []
-        assert await snapshot(core) == local_snapshot(ref)
+        assert await snapshot(core) == tree(ref)
         other = core.remount(tmp_path / "b")  # what the bucket holds, seen afresh
-        assert await snapshot(other) == local_snapshot(ref)
+        assert await snapshot(other) == tree(ref)
         assert core.store.uploads == {}
         if faults:
             assert schedule.injected > 50, "the schedule injected too few faults to prove much"

@@ -19,20 +19,10 @@ import pytest
 
 from tests.e2e.conftest import MountFactory
 from tests.fault_proxy import Proxy
+from tests.workload import tree
 
 WORKERS = 3
 OPS = 700  # per process: 2,100 operations per run
-
-
-def tree(root: Path) -> dict[str, bytes | None]:
-    out: dict[str, bytes | None] = {}
-    for dirpath, dirs, files in os.walk(root):
-        rel = os.path.relpath(dirpath, root)
-        for d in dirs:
-            out[os.path.normpath(os.path.join(rel, d)) + "/"] = None
-        for f in files:
-            out[os.path.normpath(os.path.join(rel, f))] = Path(dirpath, f).read_bytes()
-    return out
 
 
 @pytest.mark.parametrize("network", ["clean", "flaky"])
