@@ -176,13 +176,13 @@ def prepare_mount(cfg: MountConfig) -> tuple[SseCKey, logging.Handler]:
     """Every check that needs no network: endpoint scheme, key, mountpoint, log target."""
     # imported here so that keygen and --help work without FUSE libraries
     from .log import choose_target, open_handler, register_key_bytes, register_secret
-    from .mount import check_mountpoint
+    from .mount import SECRET_ENV, check_mountpoint
     from .store.s3 import check_endpoint_url
 
     check_endpoint_url(cfg.endpoint_url)
     key = load_key(cfg)
     register_key_bytes(key.raw)
-    for name in ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
+    for name in SECRET_ENV:
         secret = os.environ.get(name)
         if secret:
             register_secret(secret)
