@@ -41,8 +41,8 @@ FS_TYPES = ("ssecfs", "fuse.ssecfs")
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
-        self.print_usage(sys.stderr)
-        raise UserError(message, EXIT_USAGE)
+        # one line, like every other refusal: no usage block before it
+        raise UserError(f"{message} (see `{self.prog} --help`)", EXIT_USAGE)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -34,6 +34,7 @@ import trio
 import urllib3.exceptions
 from botocore.config import Config
 
+from ..config import EndpointUrlError, check_endpoint_shape
 from ..errors import (
     EXIT_STORE,
     AccessDenied,
@@ -77,14 +78,15 @@ class EndpointError(UserError):
 
 
 def check_endpoint_url(url: str | None) -> None:
-    """Refuse any endpoint that is not https:// before a single request is made."""
+    """Refuse any endpoint that is not `https://HOST[:PORT]` before a single request is made
+    (`config.check_endpoint_shape`), wherever it came from: the command line, the environment
+    (AWS_ENDPOINT_URL) or a profile."""
     if url is None:
         return
-    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
-    if scheme != "https":
-        raise EndpointError(
-            f"refusing endpoint {url}: SSE-C keys may only be sent over TLS; use an https:// URL"
-        )
+    try:
+        check_endpoint_shape(url)
+    except EndpointUrlError as exc:
+        raise EndpointError(str(exc)) from None
 
 
 def make_client(*, endpoint_url: str | None, region: str | None, profile: str | None,
@@ -111,8 +113,12 @@ def make_client(*, endpoint_url: str | None, region: str | None, profile: str | 
     )
     # An explicit CA bundle wins over AWS_CA_BUNDLE and friends in the environment.
     verify: str | bool = ca_bundle if ca_bundle else True
-    client = session.client("s3", endpoint_url=endpoint_url, region_name=region or "us-east-1",
-                            config=config, verify=verify)
+    try:
+        client = session.client("s3", endpoint_url=endpoint_url,
+                                region_name=region or "us-east-1", config=config, verify=verify)
+    except ValueError as exc:  # botocore: "Invalid endpoint: ..." (e.g. from AWS_ENDPOINT_URL)
+        raise EndpointError(f"the S3 endpoint is not usable: {exc}; expected "
+                            f"https://HOST[:PORT]") from None
     # The endpoint may also come from AWS_ENDPOINT_URL or the profile: check what boto3 chose.
     check_endpoint_url(client.meta.endpoint_url)
     return client

@@ -346,6 +346,8 @@ REFUSED = [
     ("endpoint-o-no-host", ["-o", "endpoint=https://:9000"], EXIT_STORE, ["no host"]),
     ("key-fd-readable", ["--key-fd", "{open_fd}"], EXIT_KEY, ["--key-fd", "chmod 600"]),
     ("key-fd-huge", ["--key-fd", "99999999999"], EXIT_USAGE, ["--key-fd"]),
+    ("key-fd-word", ["--key-fd", "abc"], EXIT_USAGE, ["--key-fd", "abc", "--help"]),
+    ("unknown-flag", ["--frobnicate"], EXIT_USAGE, ["--frobnicate", "--help"]),
     ("key-file-theirs", ["--key-file", "{theirs}"], EXIT_KEY, ["uid 65534", "chown"]),
     ("key-fd-theirs", ["--key-fd", "{theirs_fd}"], EXIT_KEY, ["uid 65534", "chown"]),
 ]

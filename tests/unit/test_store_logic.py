@@ -11,6 +11,7 @@ from ssecfs.store.s3 import (
     EndpointError,
     S3Store,
     check_endpoint_url,
+    make_client,
     echoed_md5s,
     explain_startup_error,
 )
@@ -145,3 +146,16 @@ async def test_only_transient_failures_are_retried(autojump_clock, exc, retried)
     with pytest.raises(SsecfsError):
         await store.head("k", None)
     assert (len(calls) > 1) is retried
+
+
+@pytest.mark.parametrize("url", ["https://", "https://s3 .example", "http://127.0.0.1:9000",
+                                 "https://[::1", "https://h:99999"])
+def test_an_endpoint_from_the_environment_gets_the_same_checks(monkeypatch, url):
+    """AWS_ENDPOINT_URL (or a profile) bypasses --endpoint-url's parsing: make_client checks
+    what boto3 chose, with the same one-line errors."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL", url)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "y")
+    with pytest.raises(EndpointError, match="https"):
+        make_client(endpoint_url=None, region=None, profile=None, ca_bundle=None, retries=1,
+                    connect_timeout=1, read_timeout=1)
