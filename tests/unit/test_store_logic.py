@@ -11,9 +11,9 @@ from ssecfs.store.s3 import (
     EndpointError,
     S3Store,
     check_endpoint_url,
-    make_client,
     echoed_md5s,
     explain_startup_error,
+    make_client,
 )
 
 
