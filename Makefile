@@ -10,6 +10,7 @@
 #   make install-helpers   (part of deps) symlink mount.ssecfs, mount.fuse.ssecfs into /sbin and
 #                ssecfs into /usr/local/bin, pointing at this checkout's .venv, so that
 #                `mount -t ssecfs`, /etc/fstab and the systemd units work (root or sudo -n only)
+#   make bench   deps, then bench/bench.py: ssecfs vs boto3 and s3fs (docs/performance.md)
 #   make demo    deps, then scripts/demo.sh
 #   make clean   stop test servers left under .state/, remove .venv and build droppings
 #
@@ -37,7 +38,7 @@ APT_PKGS := fuse3 libfuse3-dev pkg-config gcc \
 
 export DEBIAN_FRONTEND := noninteractive
 
-.PHONY: all deps apt install-helpers uninstall-helpers test lint unit e2e demo demo-stop clean
+.PHONY: all deps apt install-helpers uninstall-helpers test lint unit e2e bench demo demo-stop clean
 
 all: test
 
@@ -149,6 +150,12 @@ unit: $(UNIT_STAMP)
 
 e2e: deps
 	$(call run_pytest,tests/e2e)
+
+# ssecfs against boto3 and s3fs on a throw-away server (run it alone on the machine);
+# e.g. make bench BENCH_ARGS="--server seaweedfs --size-mib 256"
+BENCH_ARGS ?=
+bench: deps
+	$(VPY) bench/bench.py $(BENCH_ARGS)
 
 demo: deps
 	bash scripts/demo.sh

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import logging
 import os
 import signal
@@ -32,10 +33,11 @@ from typing import Any
 from .config import MountConfig, OptionError, apply_o_options, split_bucket
 from .errors import EXIT_MOUNT, EXIT_STORE, EXIT_USAGE, SsecfsError, UserError
 from .keys import SseCKey, generate_key_file, load_key_fd, load_key_file
+from .stats import XATTR as STATS_XATTR
 
 log = logging.getLogger(__name__)
 PROG = "ssecfs"
-COMMANDS = ("mount", "keygen", "key-md5", "cleanup")
+COMMANDS = ("mount", "keygen", "key-md5", "cleanup", "stats")
 FS_TYPES = ("ssecfs", "fuse.ssecfs")
 
 
@@ -74,7 +76,32 @@ def build_parser() -> argparse.ArgumentParser:
     for flag, meta in (("--endpoint-url", "URL"), ("--region", "R"), ("--profile", "P"),
                        ("--ca-bundle", "PATH")):
         c.add_argument(flag, metavar=meta)
+    st = sub.add_parser("stats", help="what a running mount did since it started",
+                        description="Print a mount's counters: S3 requests by kind, bytes up "
+                        "and down, retries, errors, cache hits (read from the mount root's "
+                        f"{STATS_XATTR} attribute).")
+    st.add_argument("mountpoint", metavar="MOUNTPOINT")
+    st.add_argument("--json", action="store_true", help="print them as one JSON object")
     return p
+
+
+def stats_main(args: argparse.Namespace) -> int:
+    try:
+        raw = os.getxattr(args.mountpoint, STATS_XATTR)
+    except OSError as exc:
+        raise UserError(f"{args.mountpoint} is not an ssecfs mount that answers "
+                        f"({os.strerror(exc.errno or 0)})", EXIT_USAGE) from None
+    stats = json.loads(raw)
+    if args.json:
+        print(json.dumps(stats, indent=2))
+        return 0
+    requests = stats.pop("requests", {})
+    print(f"{'requests_total':28} {stats.pop('requests_total', 0)}")
+    for op, n in requests.items():
+        print(f"  {op:26} {n}")
+    for name, value in stats.items():
+        print(f"{name:28} {value}")
+    return 0
 
 
 def cleanup_main(args: argparse.Namespace) -> int:
@@ -326,6 +353,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return key_md5(args.path)
         if args.command == "cleanup":
             return cleanup_main(args)
+        if args.command == "stats":
+            return stats_main(args)
         return run_mount(config_from_args(args))
     except UserError as exc:
         print_error(PROG, exc)

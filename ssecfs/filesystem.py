@@ -52,6 +52,7 @@ from .namespace import Namespace
 from .ranges import Readahead
 from .reader import ReadHandle
 from .spill import SpillFile, remove_stale_spill_files
+from .stats import Stats
 from .store.base import ListedObject, ObjectStore
 from .transfer import Transfers
 from .writer import Writer
@@ -83,13 +84,14 @@ class StatFs:
 
 class Filesystem:
     def __init__(self, store: ObjectStore, cfg: MountConfig, keys: KeyRing,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, stats: Stats | None = None) -> None:
         self.store = store
+        self.stats = stats or Stats()
         self.cfg = cfg
         self.keys = keys
         defaults = Defaults(uid=cfg.uid, gid=cfg.gid, file_mode=cfg.file_mode,
                             dir_mode=cfg.dir_mode)
-        self.ns = Namespace(store, keys, cfg.prefix, defaults, cfg.cache_ttl, clock)
+        self.ns = Namespace(store, keys, cfg.prefix, defaults, cfg.cache_ttl, clock, self.stats)
         self.inodes = InodeTable()
         self._files: dict[int, OpenFile] = {}
         self.handles: HandleTable[DirEntry] = HandleTable()
@@ -99,6 +101,8 @@ class Filesystem:
         self.writer = Writer(store, keys, self.ns, self.transfers, self._spill,
                              cfg.write_buffer_memory)
         self._nursery: trio.Nursery | None = None
+        # inode -> ETag of the object whose content the kernel's page cache may hold
+        self._page_etags: dict[int, str] = {}
         # tells the kernel to forget what it cached of an inode's attributes (set by the
         # FUSE adapter; a no-op when the core is driven directly)
         self.kernel_forget_attrs: Callable[[int], None] = lambda ino: None
@@ -246,6 +250,8 @@ class Filesystem:
 
     def forget(self, ino: int, count: int) -> None:
         self.inodes.forget(ino, count)
+        if self.inodes.path_or_none(ino) is None:
+            self._page_etags.pop(ino, None)
 
     async def readlink(self, ino: int) -> str:
         path = self.inodes.path(ino)
@@ -336,6 +342,13 @@ class Filesystem:
         return f
 
     async def open(self, ino: int, flags: int) -> int:
+        fh, _ = await self.open_keeping_cache(ino, flags)
+        return fh
+
+    async def open_keeping_cache(self, ino: int, flags: int) -> tuple[int, bool]:
+        """Open `ino`; also say whether the kernel may keep the pages it cached of it: only
+        when the object is the one (same ETag) whose content those pages hold. Close-to-open
+        consistency then costs the open's HEAD, not a download."""
         path = self.inodes.path(ino)
         attr = await self.stat_path(path)
         if attr.kind is Kind.DIR:
@@ -357,7 +370,12 @@ class Filesystem:
         if flags & 0o1000 and writable:  # O_TRUNC
             async with f.lock:
                 await self.writer.truncate(f, 0)
-        return self._add_handle(f, writable)
+        etag = f.base.etag if f.base is not None and f.buffer is None else ""
+        keep = bool(etag) and self._page_etags.get(ino) == etag
+        self.stats.add("opens_keeping_page_cache" if keep else "opens")
+        if etag:
+            self._page_etags[ino] = etag
+        return self._add_handle(f, writable), keep
 
     def _add_handle(self, f: OpenFile, writable: bool) -> int:
         fh = self.handles.add(Handle(f, writable))
@@ -411,6 +429,8 @@ class Filesystem:
         # lands under the name the file has now
         if f.dirty:
             await self.writer.upload(f, self.inodes.path(f.ino))
+            if f.base is not None:  # the kernel's pages hold what was just stored
+                self._page_etags[f.ino] = f.base.etag
 
     async def release(self, fh: int) -> None:
         h = self.handles.pop(fh)
@@ -474,7 +494,7 @@ class Filesystem:
             attr = self._new_attr(Kind.FILE, mode, uid, gid)
             entry = self._entry(path, attr)
             f = self._files[entry.ino] = OpenFile(entry.ino, attr, None, new=True)
-            self.ns.invalidate(path)
+            self.ns.creating(path)
         return self._add_handle(f, writable=True), entry
 
     async def mkdir(self, parent_ino: int, name: str, mode: int, uid: int, gid: int) -> Entry:
@@ -484,7 +504,7 @@ class Filesystem:
             attr = self._new_attr(Kind.DIR, mode, uid, gid)
             await self.store.put(self.ns.dir_key(path), b"", meta_from_attr(attr),
                                  content_type_for(Kind.DIR), self.keys.writer)
-            self.ns.made_dir(path)
+            self.ns.made_dir(path, empty=True)
             self.ns.stored(path, attr)
             return self._entry(path, attr)
 
@@ -509,10 +529,10 @@ class Filesystem:
             if await self.ns.has_children(path, self._local_paths()):
                 raise NotEmpty(path)
             await self.store.delete(self.ns.dir_key(path))
-            self.ns.invalidate(path)
+            self.ns.gone(path)
             await self.ns.keep_parent(path)
             self.ns.removed_dir(path)
-            self.ns.invalidate(path)
+            self.ns.gone(path)
             self.inodes.unlink(path)
 
     async def unlink(self, parent_ino: int, name: str) -> None:
@@ -528,10 +548,10 @@ class Filesystem:
                 if f.handles:
                     await self.writer.keep_content(f)  # open handles read and write on
                 self._detach(f)
-            self.ns.invalidate(path)
+            self.ns.gone(path)
             if in_bucket:
                 await self.store.delete(self.ns.key(path))
-                self.ns.invalidate(path)
+                self.ns.gone(path)
                 await self.ns.keep_parent(path)
             self.inodes.unlink(path)
 
@@ -583,8 +603,8 @@ class Filesystem:
             target = self._file_at(new)
             if target is not None and target is not self._file_at(old):
                 self._detach(target)
-            self.ns.invalidate(old)
-            self.ns.invalidate(new)
+            self.ns.gone(old)
+            self.ns.moved_here(new, src)
             self.inodes.rename(old, new)
 
     async def _rename_file(self, old: str, new: str, attr: Attr, replaces: bool) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import functools
+import json
 import logging
 from collections.abc import Callable, Coroutine
 from typing import Any, ParamSpec, TypeVar
@@ -20,6 +21,7 @@ from .attrs import Attr
 from .errors import SsecfsError
 from .filesystem import Entry, Filesystem
 from .paths import decode_name, encode_name
+from .stats import XATTR as STATS_XATTR
 
 log = logging.getLogger(__name__)
 P = ParamSpec("P")
@@ -124,7 +126,8 @@ class Operations(pyfuse3.Operations):
     @_fuse_errors
     async def open(self, inode: int, flags: int, ctx: Any) -> Any:
         log.debug("open %d flags=%o", inode, flags)
-        return pyfuse3.FileInfo(fh=await self.fs.open(inode, flags), keep_cache=False)
+        fh, keep = await self.fs.open_keeping_cache(inode, flags)
+        return pyfuse3.FileInfo(fh=fh, keep_cache=keep)
 
     @_fuse_errors
     async def read(self, fh: int, off: int, size: int) -> bytes:
@@ -222,6 +225,8 @@ class Operations(pyfuse3.Operations):
 
     @_fuse_errors
     async def getxattr(self, inode: int, name: bytes, ctx: Any) -> bytes:
+        if inode == pyfuse3.ROOT_INODE and name == STATS_XATTR.encode():
+            return json.dumps(self.fs.stats.snapshot()).encode()  # `ssecfs stats MOUNTPOINT`
         raise pyfuse3.FUSEError(pyfuse3.ENOATTR)
 
     @_fuse_errors

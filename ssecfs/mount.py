@@ -210,7 +210,7 @@ async def _serve(cfg: MountConfig, key: SseCKey, ready: Callable[[], None], run:
         signum = run.signal or signal.SIGTERM
         raise UserError(f"interrupted by {signal.Signals(signum).name} before "
                         f"{cfg.mountpoint} was mounted", 128 + signum)
-    fs = Filesystem(store, cfg, KeyRing(key))
+    fs = Filesystem(store, cfg, KeyRing(key), stats=store.stats)
     ops = Operations(fs)
     options = set(pyfuse3.default_options) | fuse_mount_options(cfg)
     try:

@@ -11,6 +11,18 @@ Theory of operation
 - SeaweedFS keeps listing a directory after everything below it was removed ("ghosts"): the
   directories this mount emptied are checked once more before they are shown.
 
+Requests saved (issue: fewer requests per operation):
+- A cached listing is kept up to date by the mount's own changes (`stored`, `gone`) instead of
+  being dropped, and a directory made here starts with an empty one: creating many files in
+  one directory needs no lookup request per file.
+- A name that is not a file (HEAD 404) is looked up in its parent's listing, fetched once
+  (one page; a larger directory is remembered as such and asked about the one name): the
+  next misses in that directory cost nothing.
+- `ls -l` after a listing: the first stat of a listed file HEADs the next `STAT_BATCH`
+  listed siblings too, concurrently, so the stats that follow are answered from the cache.
+- Directories known to have a marker object need no listing to keep them after their last
+  entry goes (`keep_parent`).
+
 Rule: every cache fill that follows an `await` checks the `ChangeLog` first, so a HEAD or a
 listing in flight during an unlink or rename cannot bring back what that change removed.
 Every change of the bucket made through the mount calls `invalidate(path)`.
@@ -21,11 +33,14 @@ versioned bucket "as of a time" can be a second implementation.
 
 from __future__ import annotations
 
+import bisect
 import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
+
+import trio
 
 from . import paths
 from .attrs import (
@@ -38,11 +53,15 @@ from .attrs import (
     meta_from_attr,
 )
 from .cache import ChangeLog, TtlCache
-from .errors import KeyMismatch, NotFound
+from .errors import KeyMismatch, NotFound, SsecfsError, one_error
 from .keys import KeyRing
+from .stats import Stats
 from .store.base import ListedObject, ObjectInfo, ObjectStore
 
 log = logging.getLogger(__name__)
+
+STAT_BATCH = 64  # listed siblings HEADed together by the first stat in a listed directory
+STAT_CONCURRENCY = 16  # HEADs in flight for such a batch
 
 
 @dataclass(slots=True)
@@ -64,8 +83,10 @@ class NamespaceView(Protocol):
 
 class Namespace:
     def __init__(self, store: ObjectStore, keys: KeyRing, prefix: str, defaults: Defaults,
-                 cache_ttl: float, clock: Callable[[], float] = time.monotonic) -> None:
+                 cache_ttl: float, clock: Callable[[], float] = time.monotonic,
+                 stats: Stats | None = None) -> None:
         self.store = store
+        self.stats = stats or Stats()
         self.keys = keys
         self.prefix = prefix
         self.defaults = defaults
@@ -75,6 +96,10 @@ class Namespace:
         self._listings: TtlCache[str, Listing] = TtlCache(cache_ttl, max_entries=1000,
                                                           clock=clock)
         self.changes = ChangeLog()
+        # directories whose listing is more than one page: a lookup miss asks about its name
+        self._big_dirs: TtlCache[str, bool] = TtlCache(cache_ttl, clock=clock)
+        # directories known to have a "dir/" marker object
+        self._markers: TtlCache[str, bool] = TtlCache(cache_ttl, clock=clock)
         self._reported: set[str] = set()
         # directories this mount emptied: SeaweedFS keeps listing them as common prefixes
         self._removed_dirs: set[str] = set()
@@ -101,11 +126,33 @@ class Namespace:
 
     def invalidate(self, path: str) -> None:
         """Drop cached knowledge of `path`, everything below it and its parent's listing."""
-        self.changes.changed(path)
-        self.attrs.pop_where(lambda p: paths.is_within(p, path))
-        self._absent.pop_where(lambda p: paths.is_within(p, path))
-        self._listings.pop_where(lambda p: paths.is_within(p, path))
+        self._forget_within(path)
         self._listings.pop(paths.parent_of(path))
+
+    def _forget_within(self, path: str) -> None:
+        self.changes.changed(path)
+        for cache in (self.attrs, self._absent, self._listings, self._markers):
+            cache.pop_where(lambda p: paths.is_within(p, path))
+
+    def creating(self, path: str) -> None:
+        """A file is being made at `path` (not in the bucket before its first upload; a
+        directory listing shows it from the open file meanwhile)."""
+        self.changes.changed(path)
+        self._absent.pop(path)
+        self.attrs.pop(path)
+
+    def gone(self, path: str) -> None:
+        """The mount removed `path` (and all below it) from the bucket, or moved it away."""
+        self._forget_within(path)
+        self._absent.put(path, True)
+        listing = self._listings.get(paths.parent_of(path))
+        if listing is not None:
+            listing.children.pop(paths.name_of(path), None)
+
+    def moved_here(self, path: str, attr: Attr) -> None:
+        """A rename put `attr`'s file or directory at `path`: what was cached below goes."""
+        self._forget_within(path)
+        self.stored(path, attr)
 
     def learnt(self, path: str, attr: Attr, epoch: int) -> None:
         """Cache `attr` found by a request started at `epoch`, unless `path` changed since."""
@@ -117,14 +164,24 @@ class Namespace:
         What is below it is unchanged: a `chmod` of a directory keeps its children cached."""
         self.changes.changed(path)
         self._absent.pop(path)
-        self._listings.pop(paths.parent_of(path))
         self.attrs.put(path, attr)
+        listing = self._listings.get(paths.parent_of(path))
+        if listing is not None:  # kept up to date rather than dropped: no LIST to refill it
+            name = paths.name_of(path)
+            listing.children[name] = (
+                (Kind.DIR, None) if attr.kind is Kind.DIR
+                else (Kind.FILE, ListedObject(self.key(path), attr.size, "", attr.mtime_ns)))
 
     def removed_dir(self, path: str) -> None:
         self._removed_dirs.add(path)
 
-    def made_dir(self, path: str) -> None:
+    def made_dir(self, path: str, *, empty: bool = False) -> None:
+        """`path` is a directory with a marker object now; `empty`: the mount just made it,
+        so its listing is known without asking."""
         self._removed_dirs.discard(path)
+        self._markers.put(path, True)
+        if empty:
+            self._listings.put(path, Listing({}))
 
     def attr_of(self, info: ObjectInfo, is_dir: bool = False) -> Attr:
         state = KeyState.OK if info.encrypted else KeyState.PLAIN
@@ -150,12 +207,20 @@ class Namespace:
             return self.root_attr()
         cached = self.attrs.get(path)
         if cached is not None:
+            self.stats.add("attr_cache_hits")
             return cached
         listing = self._listings.get(paths.parent_of(path))
         if self._absent.get(path) or (listing is not None
                                       and paths.name_of(path) not in listing.children):
+            self.stats.add("attr_cache_hits")
             raise NotFound(path)
+        self.stats.add("attr_cache_misses")
         epoch = self.changes.epoch
+        if listing is not None and listing.children[paths.name_of(path)][0] is Kind.FILE:
+            await self._head_batch(path, listing)
+            cached = self.attrs.get(path)
+            if cached is not None:
+                return cached
         try:
             attr = await self._resolve(path)
         except NotFound:
@@ -164,6 +229,31 @@ class Namespace:
             raise
         self.learnt(path, attr, epoch)
         return attr
+
+    async def _head_batch(self, path: str, listing: Listing) -> None:
+        """HEAD `path` and the listed files after it that are not cached, concurrently, and
+        cache what they answer (a stat of each listed file follows: `ls -l`). Failures are
+        left to the stat of each file."""
+        parent, name = paths.parent_of(path), paths.name_of(path)
+        files = sorted(n for n, (kind, _) in listing.children.items() if kind is Kind.FILE)
+        start = bisect.bisect_left(files, name)
+        batch = [p for p in (paths.join(parent, n) for n in files[start:start + STAT_BATCH])
+                 if p == path or self.attrs.get(p) is None]
+        limiter = trio.CapacityLimiter(STAT_CONCURRENCY)
+
+        async def one(p: str) -> None:
+            async with limiter:
+                epoch = self.changes.epoch
+                try:
+                    info = await self.store.head(self.key(p), self.keys.writer)
+                except SsecfsError:
+                    return
+                self.learnt(p, self.attr_of(info), epoch)
+
+        with one_error():
+            async with trio.open_nursery() as nursery:
+                for p in batch:
+                    nursery.start_soon(one, p)
 
     async def head(self, path: str) -> ObjectInfo:
         """A fresh HEAD of the file at `path` (an object under another key is recorded)."""
@@ -182,10 +272,26 @@ class Namespace:
         try:
             info = await self.store.head(key, self.keys.writer)
         except NotFound:
+            listing = await self._listing_for_lookup(paths.parent_of(path))
+            if listing is not None:
+                child = listing.children.get(paths.name_of(path))
+                if child is None or child[0] is not Kind.DIR:
+                    raise NotFound(path) from None
             return await self._resolve_dir(path)
         except KeyMismatch:
             return await self.mismatched(path, key)
         return self.attr_of(info)
+
+    async def _listing_for_lookup(self, path: str) -> Listing | None:
+        """The directory's listing if it is cached or fits one page (then it is cached for
+        the next lookups); None for a larger directory."""
+        listing = self._listings.get(path)
+        if listing is not None or self._big_dirs.get(path):
+            return listing
+        listing = await self._fetch_listing(path, max_pages=1)
+        if listing is None:
+            self._big_dirs.put(path, True)
+        return listing
 
     async def _resolve_dir(self, path: str) -> Attr:
         marker = self.dir_key(path)
@@ -194,6 +300,7 @@ class Namespace:
             raise NotFound(path)
         if page.objects and page.objects[0].key == marker:
             self._marker_seen(page.objects[0])
+            self._markers.put(path, True)
             try:
                 info = await self.store.head(marker, self.keys.writer)
                 return self.attr_of(info, is_dir=True).with_(key_state=KeyState.OK)
@@ -215,12 +322,25 @@ class Namespace:
     async def list(self, path: str) -> Listing:
         cached = self._listings.get(path)
         if cached is not None:
+            self.stats.add("listing_cache_hits")
             return cached
+        self.stats.add("listing_cache_misses")
+        listing = await self._fetch_listing(path)
+        assert listing is not None
+        return listing
+
+    async def _fetch_listing(self, path: str, max_pages: int | None = None) -> Listing | None:
+        """List the directory from the bucket and cache it; None if it has more pages than
+        `max_pages`."""
         epoch = self.changes.epoch
         pfx = paths.list_prefix(self.prefix, path)
         children: dict[str, tuple[Kind, ListedObject | None]] = {}
         token: str | None = None
+        pages = 0
         while True:
+            if max_pages is not None and pages == max_pages:
+                return None
+            pages += 1
             page = await self.store.list_page(pfx, token=token)
             for p in page.prefixes:
                 name = paths.child_name(pfx, p)
@@ -234,6 +354,7 @@ class Namespace:
                 if name is None:
                     if obj.key == pfx:
                         self._marker_seen(obj)
+                        self._markers.put(path, True)
                     else:
                         self._hidden(obj.key)
                     continue
@@ -287,7 +408,7 @@ class Namespace:
         """After `path` left its directory: if that directory existed only because of keys
         below it (no marker) and is now empty, give it a marker, as POSIX keeps it."""
         parent = paths.parent_of(path)
-        if not parent:
+        if not parent or self._markers.get(parent):
             return
         page = await self.store.list_page(self.dir_key(parent), delimiter=None, max_keys=1)
         if page.objects or page.prefixes:
@@ -295,3 +416,4 @@ class Namespace:
         attr = self.attrs.get(parent) or self.implied_dir_attr()
         await self.store.put(self.dir_key(parent), b"", meta_from_attr(attr),
                              content_type_for(Kind.DIR), self.keys.writer)
+        self._markers.put(parent, True)

@@ -22,7 +22,7 @@ from .errors import ServerNotImplemented, SsecfsError, one_error
 from .keys import KeyRing
 from .parts import COPY_CHUNK, PartPlan, plan_parts
 from .ranges import ByteRange
-from .store.base import ObjectInfo, ObjectStore, Part
+from .store.base import ObjectInfo, ObjectStore, Part, Stored
 
 log = logging.getLogger(__name__)
 
@@ -67,20 +67,19 @@ class Transfers:
 
     async def upload(self, key: str, size: int, metadata: Mapping[str, str],
                      content_type: str, read: Reader, clean: Sequence[ByteRange] = (),
-                     source: ObjectInfo | None = None) -> None:
+                     source: ObjectInfo | None = None) -> Stored:
         """Store `size` bytes at `key`. `read` gives the bytes; ranges in `clean` equal the
         object `source` in the bucket and may be copied server-side instead of sent."""
         if size <= self.part_size:
-            await self.store.put(key, await read(ByteRange(0, size)), metadata, content_type,
-                                 self.sse)
-            return
+            return await self.store.put(key, await read(ByteRange(0, size)), metadata,
+                                        content_type, self.sse)
         copyable = clean if (source is not None and self.caps.part_copy) else ()
         plans = plan_parts(size, self.part_size, copyable)
-        await self._multipart(key, metadata, content_type, plans, read, source)
+        return await self._multipart(key, metadata, content_type, plans, read, source)
 
     async def _multipart(self, key: str, metadata: Mapping[str, str], content_type: str,
                          plans: Sequence[PartPlan], read: Reader,
-                         source: ObjectInfo | None) -> None:
+                         source: ObjectInfo | None) -> Stored:
         upload_id = await self.store.create_multipart(key, metadata, content_type, self.sse)
         if self.unaborted:
             await self.retry_aborts()  # the server answers again
@@ -96,7 +95,7 @@ class Transfers:
                 async with trio.open_nursery() as nursery:
                     for plan in plans:
                         nursery.start_soon(one, plan)
-            await self.store.complete_multipart(key, upload_id, parts)
+            return await self.store.complete_multipart(key, upload_id, parts)
         except BaseException:
             with trio.CancelScope(shield=True):
                 try:
@@ -120,29 +119,27 @@ class Transfers:
                                             self.sse)
 
     async def copy(self, source: ObjectInfo, target: str, metadata: Mapping[str, str],
-                   content_type: str) -> None:
+                   content_type: str) -> Stored:
         """Make `target` hold the bytes of `source` with new metadata (target may be source)."""
         if source.size == 0:
-            await self.store.put(target, b"", metadata, content_type, self.sse)
-            return
+            return await self.store.put(target, b"", metadata, content_type, self.sse)
         if self.caps.copy_object:
             try:
-                await self.store.copy(source.key, target, metadata, content_type, self.sse,
-                                      self.keys.for_md5(source.key_md5))
-                return
+                return await self.store.copy(source.key, target, metadata, content_type,
+                                             self.sse, self.keys.for_md5(source.key_md5))
             except ServerNotImplemented:
                 self.caps.refuse("copy_object")
         if self.caps.part_copy:
             plans = [PartPlan(i + 1, rng, True) for i, rng in
                      enumerate(_copy_ranges(source.size, max(COPY_CHUNK, self.part_size)))]
             try:
-                await self._multipart(target, metadata, content_type, plans,
-                                      self._reader(source), source)
-                return
+                return await self._multipart(target, metadata, content_type, plans,
+                                             self._reader(source), source)
             except ServerNotImplemented:
                 self.caps.refuse("part_copy")
         # last resort: the bytes pass through this process (memory only)
-        await self.upload(target, source.size, metadata, content_type, self._reader(source))
+        return await self.upload(target, source.size, metadata, content_type,
+                                 self._reader(source))
 
     def _reader(self, source: ObjectInfo) -> Reader:
         async def read(rng: ByteRange) -> bytes:

@@ -3,9 +3,11 @@
 Theory of operation: a file's unsaved content is a `FileBuffer` over the object it started
 from (`OpenFile.base`); pages beyond `write_buffer_memory` spill, encrypted, to the mount's
 `SpillFile`. `upload` stores a file under the key it has now: PutObject, or a multipart upload
-whose unchanged ranges of the same object are copied server-side, then a HEAD that checks the
-object is there and encrypted with the writing key. Only then is the buffer dropped: a failed
-upload leaves the file dirty with all its data, for the next flush, fsync or unmount.
+whose unchanged ranges of the same object are copied server-side. The object must be shown to
+be encrypted with the writing key: by the key MD5 the answer echoes (PutObject), else by a
+HEAD (multipart uploads, copies on servers that do not echo). Only then is the buffer
+dropped: a failed upload leaves the file dirty with all its data, for the next flush, fsync or
+unmount.
 
 Rule: every method here runs under the file's `OpenFile.lock`, taken by the caller.
 """
@@ -98,9 +100,11 @@ class Writer:
         base = f.base
         try:
             if buf is None and base is not None and base.key == key and not f.new:
-                await self.transfers.copy(base, key, meta, ctype)  # attributes only
+                stored = await self.transfers.copy(base, key, meta, ctype)  # attributes only
+                size = base.size
             elif buf is None and base is None:
-                await self.store.put(key, b"", meta, ctype, self.keys.writer)
+                stored = await self.store.put(key, b"", meta, ctype, self.keys.writer)
+                size = 0
             else:
                 size = buf.size if buf is not None else f.attr.size
                 fetch = self.fetch_base(f)
@@ -112,20 +116,25 @@ class Writer:
 
                 same_object = base is not None and base.key == key
                 clean = buf.clean_ranges() if buf is not None else []
-                await self.transfers.upload(key, size, meta, ctype, read,
-                                            clean if same_object else (),
-                                            base if same_object else None)
-            try:
-                info = await self.store.head(key, self.keys.writer)
-            except NotFound:
-                # stored, then deleted by another client before this HEAD: the later change
-                # wins, as between any two S3 clients; keeping the buffer would bring the
-                # file back at the next flush
-                log.info("%s was deleted by another client right after its upload; the "
-                         "deletion stands", key)
-                self._done(f, buf, None)
-                self.ns.invalidate(path)
-                return
+                stored = await self.transfers.upload(key, size, meta, ctype, read,
+                                                     clean if same_object else (),
+                                                     base if same_object else None)
+            if stored.proves(self.keys.writer):
+                # the answer echoed the writing key's MD5: no HEAD needed to prove it
+                info = ObjectInfo(key, size, stored.etag, time.time_ns(), meta,
+                                  stored.key_md5, ctype)
+            else:
+                try:
+                    info = await self.store.head(key, self.keys.writer)
+                except NotFound:
+                    # stored, then deleted by another client before this HEAD: the later
+                    # change wins, as between any two S3 clients; keeping the buffer would
+                    # bring the file back at the next flush
+                    log.info("%s was deleted by another client right after its upload; the "
+                             "deletion stands", key)
+                    self._done(f, buf, None)
+                    self.ns.invalidate(path)
+                    return
         except SsecfsError as exc:
             log.error("upload of %s failed, the data stays buffered for a retry: %s", path, exc)
             if isinstance(exc, TooBig):

@@ -38,6 +38,20 @@ class ObjectInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class Stored:
+    """What the answer to a write tells about the object it made: its ETag and the key MD5
+    the server echoed. An empty ETag or no echo (CompleteMultipartUpload never echoes; Ceph
+    RGW answers it with an empty ETag) leaves the check to a HEAD."""
+
+    etag: str = ""
+    key_md5: str | None = None
+
+    def proves(self, sse: SseCKey) -> bool:
+        """Whether this answer alone shows the object is stored under `sse`."""
+        return bool(self.etag) and self.key_md5 == sse.md5_b64
+
+
+@dataclass(frozen=True, slots=True)
 class ListedObject:
     key: str
     size: int
@@ -79,7 +93,7 @@ class ObjectStore(Protocol):
                         token: str | None = None, max_keys: int = 1000) -> ListPage: ...
 
     async def put(self, key: str, body: bytes, metadata: Mapping[str, str],
-                  content_type: str, sse: SseCKey | None) -> None: ...
+                  content_type: str, sse: SseCKey | None) -> Stored: ...
 
     async def create_multipart(self, key: str, metadata: Mapping[str, str],
                                content_type: str, sse: SseCKey | None) -> str: ...
@@ -91,7 +105,8 @@ class ObjectStore(Protocol):
                                rng: ByteRange, sse: SseCKey | None,
                                source_sse: SseCKey | None) -> Part: ...
 
-    async def complete_multipart(self, key: str, upload_id: str, parts: Sequence[Part]) -> None: ...
+    async def complete_multipart(self, key: str, upload_id: str,
+                                 parts: Sequence[Part]) -> Stored: ...
 
     async def abort_multipart(self, key: str, upload_id: str) -> None: ...
 
@@ -99,7 +114,7 @@ class ObjectStore(Protocol):
 
     async def copy(self, source: str, target: str, metadata: Mapping[str, str],
                    content_type: str, sse: SseCKey | None,
-                   source_sse: SseCKey | None) -> None: ...
+                   source_sse: SseCKey | None) -> Stored: ...
 
     async def delete(self, key: str) -> None: ...
 

@@ -28,7 +28,7 @@ import trio
 from ..errors import KeyMismatch, NotFound, ServerNotImplemented, Stale, StoreError
 from ..keys import SseCKey
 from ..ranges import ByteRange
-from .base import ListedObject, ListPage, ObjectInfo, Part, Upload
+from .base import ListedObject, ListPage, ObjectInfo, Part, Stored, Upload
 
 
 @dataclass(slots=True)
@@ -94,6 +94,7 @@ class MemoryStore:
         self.requests: Counter[str] = Counter()
         self.copy_object_501 = False
         self.part_copy_501 = False
+        self.no_write_echo = False  # answers to writes echo no key MD5 (a HEAD must check)
         self.faults: Callable[[str], bool] | None = None
         self._fail: dict[str, list[Exception]] = {}
         self._gates: list[Gate] = []
@@ -139,12 +140,12 @@ class MemoryStore:
                 return
 
     def _store(self, key: str, body: bytes, metadata: dict[str, str], content_type: str,
-               key_md5: str | None, etag: str | None = None) -> None:
+               key_md5: str | None, etag: str | None = None) -> Stored:
         self._clock_ns += 1_000_000
-        self.objects[key] = StoredObject(body, {k.lower(): v for k, v in metadata.items()},
-                                         content_type, key_md5,
-                                         etag or f'"{hashlib.md5(body).hexdigest()}"',
-                                         self._clock_ns)
+        obj = self.objects[key] = StoredObject(
+            body, {k.lower(): v for k, v in metadata.items()}, content_type, key_md5,
+            etag or f'"{hashlib.md5(body).hexdigest()}"', self._clock_ns)
+        return Stored(obj.etag, None if self.no_write_echo else key_md5)
 
     def _open(self, key: str, sse: SseCKey | None, op: str) -> StoredObject:
         obj = self.objects.get(key)
@@ -209,9 +210,9 @@ class MemoryStore:
 
     # ---------------------------------------------------------------- writes
     async def put(self, key: str, body: bytes, metadata: Mapping[str, str],
-                  content_type: str, sse: SseCKey | None) -> None:
+                  content_type: str, sse: SseCKey | None) -> Stored:
         await self._request("PutObject", key)
-        self._store(key, bytes(body), dict(metadata), content_type, _md5(sse))
+        return self._store(key, bytes(body), dict(metadata), content_type, _md5(sse))
 
     async def create_multipart(self, key: str, metadata: Mapping[str, str],
                                content_type: str, sse: SseCKey | None) -> str:
@@ -248,7 +249,8 @@ class MemoryStore:
         up.parts[number] = data
         return Part(number, f'"{hashlib.md5(data).hexdigest()}"')
 
-    async def complete_multipart(self, key: str, upload_id: str, parts: Sequence[Part]) -> None:
+    async def complete_multipart(self, key: str, upload_id: str,
+                                 parts: Sequence[Part]) -> Stored:
         await self._request("CompleteMultipartUpload", key)
         up = self._upload(key, upload_id, "CompleteMultipartUpload")
         numbers = sorted(p.number for p in parts)
@@ -259,6 +261,7 @@ class MemoryStore:
         del self.uploads[upload_id]
         self._store(key, body, up.metadata, up.content_type, up.key_md5,
                     f'"{digest.hexdigest()}-{len(numbers)}"')
+        return Stored("", None)  # as Ceph RGW: no ETag, no key MD5
 
     async def abort_multipart(self, key: str, upload_id: str) -> None:
         await self._request("AbortMultipartUpload", key)
@@ -266,12 +269,12 @@ class MemoryStore:
 
     async def copy(self, source: str, target: str, metadata: Mapping[str, str],
                    content_type: str, sse: SseCKey | None,
-                   source_sse: SseCKey | None) -> None:
+                   source_sse: SseCKey | None) -> Stored:
         await self._request("CopyObject", target)
         if self.copy_object_501:
             raise ServerNotImplemented(f"CopyObject {target}: 501 NotImplemented")
         src = self._open(source, source_sse, "CopyObject")
-        self._store(target, src.body, dict(metadata), content_type, _md5(sse))
+        return self._store(target, src.body, dict(metadata), content_type, _md5(sse))
 
     async def delete(self, key: str) -> None:
         await self._request("DeleteObject", key)

@@ -49,7 +49,8 @@ from ..errors import (
 )
 from ..keys import ALGORITHM, SseCKey
 from ..ranges import ByteRange
-from .base import ListedObject, ListPage, ObjectInfo, Part, Upload
+from ..stats import Stats
+from .base import ListedObject, ListPage, ObjectInfo, Part, Stored, Upload
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -145,8 +146,10 @@ def _ns(dt: Any) -> int:
 
 class S3Store:
     def __init__(self, client: Any, bucket: str,
-                 limiter: trio.CapacityLimiter | None = None, retry_time: float = 60.0) -> None:
+                 limiter: trio.CapacityLimiter | None = None, retry_time: float = 60.0,
+                 stats: Stats | None = None) -> None:
         self._client = client
+        self.stats = stats or Stats()
         self.bucket = bucket
         self._limiter = limiter or trio.CapacityLimiter(MAX_POOL)
         self._retry_time = max(0.0, retry_time)
@@ -189,6 +192,7 @@ class S3Store:
                     raise
                 attempt += 1
                 self.retried += 1
+                self.stats.add("retries")
                 log.debug("%s %s%s: %s; trying again in %.1fs (attempt %d)", op, key, detail,
                           exc, delay, attempt + 1)
                 await trio.sleep(delay)
@@ -200,18 +204,23 @@ class S3Store:
         started = time.monotonic()
         status = "ok"
         self.requests += 1
+        self.stats.request(op)
         try:
             return await trio.to_thread.run_sync(partial(fn, *args, **kwargs),
                                                  limiter=self._limiter)
         except botocore.exceptions.ClientError as exc:
             code, name = _status(exc)
             status = f"{code} {name}"
+            if code != 404:  # a miss is an answer, not an error
+                self.stats.add("errors")
             raise self._translate(exc, op, key) from None
         except SsecfsError as exc:
             status = type(exc).__name__
+            self.stats.add("errors")
             raise
         except Exception as exc:
             status = type(exc).__name__
+            self.stats.add("errors")
             raise self._translate(exc, op, key) from None
         finally:
             log.debug("%s %s%s -> %s in %.3fs", op, key, detail, status,
@@ -330,6 +339,7 @@ class S3Store:
             raise
         if sse is not None and echoed_md5s(echoed) - {sse.md5_b64}:
             raise KeyMismatch(f"GetObject {key}: server echoed another key's MD5")
+        self.stats.add("bytes_down", len(data))
         if rng is not None and len(data) != len(rng):
             # the object is shorter than the size we planned with: it changed under us
             raise Stale(f"GetObject {key}: asked for {len(rng)} bytes, got {len(data)}")
@@ -354,18 +364,29 @@ class S3Store:
 
     # ---------------------------------------------------------------- writes
     async def put(self, key: str, body: bytes, metadata: Mapping[str, str],
-                  content_type: str, sse: SseCKey | None) -> None:
+                  content_type: str, sse: SseCKey | None) -> Stored:
+        self.stats.add("bytes_up", len(body))
         resp: Any = await self._call(
             "PutObject", key, self._client.put_object, detail=f" ({len(body)} bytes)",
             Bucket=self.bucket, Key=key, Body=body, Metadata=dict(metadata),
             ContentType=content_type, **self._sse(sse))
-        self._check_write_echo("PutObject", key, resp, sse)
+        return self._stored("PutObject", key, resp, str(resp.get("ETag", "")), sse)
 
     @staticmethod
     def _check_write_echo(op: str, key: str, resp: Mapping[str, Any],
-                          sse: SseCKey | None) -> None:
-        if sse is not None and echoed_md5s(resp.get("SSECustomerKeyMD5")) - {sse.md5_b64}:
+                          sse: SseCKey | None) -> set[str]:
+        echoed = echoed_md5s(resp.get("SSECustomerKeyMD5"))
+        if sse is not None and echoed - {sse.md5_b64}:
             raise StoreError(f"{op} {key}: server echoed another key's MD5")
+        return echoed
+
+    def _stored(self, op: str, key: str, resp: Mapping[str, Any], etag: str,
+                sse: SseCKey | None) -> Stored:
+        echoed = self._check_write_echo(op, key, resp, sse)
+        # ETags are kept quoted, as HEAD and LIST give them (SeaweedFS's CopyObject does not)
+        if etag and not etag.startswith('"'):
+            etag = f'"{etag}"'
+        return Stored(etag, sse.md5_b64 if sse is not None and echoed else None)
 
     async def create_multipart(self, key: str, metadata: Mapping[str, str],
                                content_type: str, sse: SseCKey | None) -> str:
@@ -378,6 +399,7 @@ class S3Store:
 
     async def upload_part(self, key: str, upload_id: str, number: int, body: bytes,
                           sse: SseCKey | None) -> Part:
+        self.stats.add("bytes_up", len(body))
         resp: Any = await self._call(
             "UploadPart", key, self._client.upload_part,
             detail=f" part {number} ({len(body)} bytes)", Bucket=self.bucket, Key=key,
@@ -395,12 +417,15 @@ class S3Store:
             CopySourceRange=rng.http(), **self._sse(sse), **self._copy_source_sse(source_sse))
         return Part(number, str(resp["CopyPartResult"]["ETag"]))
 
-    async def complete_multipart(self, key: str, upload_id: str, parts: Sequence[Part]) -> None:
-        await self._call(
+    async def complete_multipart(self, key: str, upload_id: str,
+                                 parts: Sequence[Part]) -> Stored:
+        resp: Any = await self._call(
             "CompleteMultipartUpload", key, self._client.complete_multipart_upload,
             detail=f" ({len(parts)} parts)", Bucket=self.bucket, Key=key, UploadId=upload_id,
             MultipartUpload={"Parts": [{"PartNumber": p.number, "ETag": p.etag}
                                        for p in sorted(parts, key=lambda p: p.number)]})
+        # no key MD5 in this answer (and Ceph RGW's ETag is empty): a HEAD checks the object
+        return Stored(str(resp.get("ETag", "") or ""), None)
 
     async def abort_multipart(self, key: str, upload_id: str) -> None:
         with contextlib.suppress(NotFound):
@@ -409,12 +434,14 @@ class S3Store:
 
     async def copy(self, source: str, target: str, metadata: Mapping[str, str],
                    content_type: str, sse: SseCKey | None,
-                   source_sse: SseCKey | None) -> None:
-        await self._call(
+                   source_sse: SseCKey | None) -> Stored:
+        resp: Any = await self._call(
             "CopyObject", target, self._client.copy_object, detail=f" from {source}",
             Bucket=self.bucket, Key=target, CopySource={"Bucket": self.bucket, "Key": source},
             MetadataDirective="REPLACE", Metadata=dict(metadata), ContentType=content_type,
             **self._sse(sse), **self._copy_source_sse(source_sse))
+        return self._stored("CopyObject", target, resp,
+                            str(resp.get("CopyObjectResult", {}).get("ETag", "")), sse)
 
     async def delete(self, key: str) -> None:
         await self._call("DeleteObject", key, self._client.delete_object,

@@ -11,6 +11,7 @@ from pathlib import Path
 import trio
 
 from ssecfs.errors import SsecfsError, StoreError
+from ssecfs.filesystem import Entry
 from tests.core.conftest import Core, make_core
 from tests.core.test_operations import errno_of
 
@@ -43,9 +44,9 @@ async def test_unmount_goes_on_after_one_file_fails(core: Core, autojump_clock: 
     for name in ("a", "b", "c"):
         fh = await core.create(name)
         await core.fs.write(fh, 0, name.encode() * 3)
-    # the HEAD that verifies a's upload raises something that is not an ssecfs error, and
-    # b's PutObject fails: c is still uploaded, a and b are named, nothing is dropped
-    core.store.fail("HeadObject", exc=ValueError("not an ssecfs error"))
+    # a's PutObject raises something that is not an ssecfs error, and b's fails: c is
+    # still uploaded, a and b are named, nothing is dropped
+    core.store.fail("PutObject", exc=ValueError("not an ssecfs error"))
     core.store.fail("PutObject", times=1)
     calls = Counter(core.store.requests)
     failed = await core.fs.flush_all()
@@ -152,34 +153,82 @@ async def _cost(core: Core, op: object) -> dict[str, int]:
     return {k: v for k, v in sorted(used.items()) if v}
 
 
-async def test_requests_per_operation(core: Core, autojump_clock: Clock) -> None:
+async def _ls_l(core: Core, path: str) -> None:
+    """As `ls -l` through the kernel: readdirplus, then a lookup of each entry whose
+    attributes came with a zero timeout."""
+    fh = await core.fs.opendir(await core.ino(path))
+    entries: list[tuple[str, Entry]] = []
+    core.fs.readdir(fh, 0, lambda name, entry, nxt: entries.append((name, entry)) is None)
+    core.fs.releasedir(fh)
+    parent = await core.ino(path)
+    for name, entry in entries:
+        if entry.timeout == 0:
+            await core.fs.lookup(parent, name)
+
+
+async def test_requests_per_operation(core: Core, tmp_path: Path,
+                                      autojump_clock: Clock) -> None:
     """A change here is a change in what users pay per operation: make it on purpose."""
     got = {
         "mkdir d": await _cost(core, core.mkdir("d")),
         "write d/f (create, write, close)": await _cost(core, core.write_file("d/f", b"1")),
+        "write d/f2 (same directory)": await _cost(core, core.write_file("d/f2", b"1")),
         "stat d/f (cached)": await _cost(core, core.entry("d/f")),
+        "stat d/missing (listing known)": await _cost(core, errno_of(core.entry("d/nope"))),
         "read d/f": await _cost(core, core.read_file("d/f")),
         "listdir d": await _cost(core, core.listdir("d")),
         "overwrite d/f": await _cost(core, core.write_file("d/f", b"22")),
         "chmod d/f": await _cost(core, core.fs.setattr(await core.ino("d/f"), mode=0o600)),
         "rename d/f d/g": await _cost(core, core.rename("d/f", "d/g")),
         "unlink d/g": await _cost(core, core.unlink("d/g")),
+        "unlink d/f2": await _cost(core, core.unlink("d/f2")),
         "rmdir d": await _cost(core, core.fs.rmdir(1, "d")),
     }
     assert got == {
         "mkdir d": {"HeadObject": 1, "ListObjectsV2": 1, "PutObject": 1},
-        "write d/f (create, write, close)": {"HeadObject": 2, "ListObjectsV2": 1,
-                                             "PutObject": 1},
+        # the PutObject answer echoes the key's MD5: no verifying HEAD; d's listing is known
+        "write d/f (create, write, close)": {"PutObject": 1},
+        "write d/f2 (same directory)": {"PutObject": 1},
         "stat d/f (cached)": {},
-        "read d/f": {"GetObject": 1, "HeadObject": 1},
-        "listdir d": {"ListObjectsV2": 1},
-        "overwrite d/f": {"HeadObject": 2, "PutObject": 1},
-        "chmod d/f": {"CopyObject": 1, "HeadObject": 2},
-        "rename d/f d/g": {"CopyObject": 1, "DeleteObject": 1, "HeadObject": 2,
-                           "ListObjectsV2": 1},
-        "unlink d/g": {"DeleteObject": 1, "HeadObject": 1, "ListObjectsV2": 1},
+        "stat d/missing (listing known)": {},
+        "read d/f": {"GetObject": 1, "HeadObject": 1},  # close-to-open: one HEAD per open
+        "listdir d": {},
+        "overwrite d/f": {"HeadObject": 1, "PutObject": 1},
+        "chmod d/f": {"CopyObject": 1, "HeadObject": 1},
+        "rename d/f d/g": {"CopyObject": 1, "DeleteObject": 1, "HeadObject": 1},
+        "unlink d/g": {"DeleteObject": 1},
+        "unlink d/f2": {"DeleteObject": 1},  # d has a marker: no listing to keep it
         "rmdir d": {"DeleteObject": 1, "ListObjectsV2": 1},
     }
+
+
+async def test_requests_after_a_remount(core: Core, tmp_path: Path,
+                                        autojump_clock: Clock) -> None:
+    for i in range(100):
+        core.store.put_object(f"d/f{i:03}", b"x", core.key, {"mode": "33188"})
+    other = core.remount(tmp_path / "other")
+    got = {
+        "stat d": await _cost(other, other.entry("d")),
+        "create d/new": await _cost(other, other.write_file("d/new", b"1")),
+        "create d/new2": await _cost(other, other.write_file("d/new2", b"1")),
+        "ls -l d (102 files)": await _cost(other, _ls_l(other, "d")),
+    }
+    assert got == {
+        # not a file: d's listing (one page) answers, and is kept for the next lookups
+        "stat d": {"HeadObject": 1, "ListObjectsV2": 2},
+        "create d/new": {"HeadObject": 1, "ListObjectsV2": 1, "PutObject": 1},
+        "create d/new2": {"PutObject": 1},
+        # every listed file HEADed once, in batches, concurrently; the rest from the cache
+        "ls -l d (102 files)": {"HeadObject": 100},
+    }
+
+
+async def test_a_server_that_echoes_no_key_md5_costs_a_head_per_upload(
+        core: Core, autojump_clock: Clock) -> None:
+    core.store.no_write_echo = True
+    assert await _cost(core, core.write_file("f", b"1")) == {
+        "HeadObject": 2, "ListObjectsV2": 1, "PutObject": 1}
+    assert core.store.objects["f"].key_md5 == core.key.md5_b64
 
 
 async def test_errors_leaving_the_memory_store_are_ssecfs_errors(core: Core,

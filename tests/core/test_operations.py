@@ -264,3 +264,25 @@ async def test_a_file_replaced_by_rename_stays_readable_through_open_handles(
     await core.fs.release(fh)
     assert core.bucket() == {"b": b"new content"}
     assert await core.read_file("b") == b"new content"
+
+
+async def test_the_kernel_keeps_its_pages_while_the_object_is_unchanged(
+        core: Core, autojump_clock: Clock) -> None:
+    """Close-to-open consistency without a download per open: the open's HEAD decides."""
+    core.store.put_object("f", b"v1", core.key)
+    ino = await core.ino("f")
+
+    async def opened() -> bool:
+        fh, keep = await core.fs.open_keeping_cache(ino, os.O_RDONLY)
+        await core.fs.release(fh)
+        return keep
+
+    assert not await opened()  # nothing cached yet
+    assert await opened()  # same ETag: keep
+    core.store.put_object("f", b"v2", core.key)  # another client replaces it
+    assert not await opened()
+    assert await opened()
+    fh = await core.fs.open(ino, os.O_WRONLY | os.O_TRUNC)
+    await core.fs.write(fh, 0, b"mine")
+    await core.close(fh)
+    assert await opened()  # the pages hold what this mount wrote and stored

@@ -1,0 +1,336 @@
+"""`make bench`: ssecfs against direct boto3 (and s3fs when installed) on one test server.
+
+    .venv/bin/python bench/bench.py [--server rgw|seaweedfs] [--size-mib 512] [--files 1000]
+                                    [--entries 2000] [--no-peers]
+
+Starts a throw-away server (tests/servers.py) under a temp dir, one bucket and one key, and in
+one run measures each workload for direct boto3 (the baseline), for ssecfs and for s3fs:
+
+- sequential write of one file until it is complete in the bucket (ssecfs: write + close);
+  boto3: the better of put_object and upload_fileobj (8 MiB parts, 10 threads)
+- sequential read, cold (a fresh mount, the kernel's caches dropped); boto3: the better of
+  get_object and download_fileobj
+- N x 4 KiB files created and closed, in a new directory; boto3: put_object in a loop
+- `ls -l` of M objects after a remount (entries/s)
+- the daemon's peak RSS and its CPU seconds per GiB written and read
+- S3 requests per operation (from ssecfs's --debug request log)
+
+Each figure is printed with its ratio to the boto3 figure of its direction and, for ssecfs,
+to s3fs. A benchmark prints numbers; it asserts nothing. Run it alone on the machine:
+anything else on the same cores moves the figures. Loopback only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import io
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable
+from contextlib import suppress
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from boto3.s3.transfer import TransferConfig  # noqa: E402
+
+from tests import servers  # noqa: E402
+from tests.fuse_util import is_mounted, unmount  # noqa: E402
+from tests.mounting import Mount, sse  # noqa: E402
+
+MiB = 1024 * 1024
+MB = 1_000_000
+CHUNK = 1 * MiB
+
+
+def timed(fn: Callable[[], object]) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+def drop_caches() -> None:
+    os.sync()
+    with suppress(OSError):
+        Path("/proc/sys/vm/drop_caches").write_text("3")
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+# ---------------------------------------------------------------- workloads on a directory
+def write_file(path: Path, data: bytes) -> None:
+    with open(path, "wb") as f:
+        for i in range(0, len(data), CHUNK):
+            f.write(data[i : i + CHUNK])
+
+
+def read_file(path: Path) -> int:
+    n = 0
+    with open(path, "rb", buffering=0) as f:
+        while chunk := f.read(CHUNK):
+            n += len(chunk)
+    return n
+
+
+def small_files(directory: Path, count: int) -> None:
+    directory.mkdir()
+    body = os.urandom(4096)
+    for i in range(count):
+        with open(directory / f"f{i:05}", "wb") as f:
+            f.write(body)
+
+
+def ls_l(directory: Path) -> int:
+    out = subprocess.run(["ls", "-l", str(directory)], check=True, capture_output=True).stdout
+    return out.count(b"\n") - 1  # the "total" line
+
+
+# ---------------------------------------------------------------- the peers
+class S3fs:
+    """s3fs-fuse with SSE-C, as in ../shared/reference/peers.md."""
+
+    def __init__(self, srv: servers.S3Server, bucket: str, key: bytes, tmp: Path) -> None:
+        import base64
+
+        self.srv, self.bucket, self.path = srv, bucket, tmp / "s3fs-mnt"
+        self.passwd, self.keyfile = tmp / "passwd-s3fs", tmp / "ssec.keyfile"
+        self.passwd.write_text(f"{srv.access_key}:{srv.secret_key}\n")
+        self.keyfile.write_text(base64.b64encode(key).decode() + "\n")
+        for f in (self.passwd, self.keyfile):
+            f.chmod(0o600)
+        self.pid = 0
+
+    def start(self) -> None:
+        self.path.mkdir(exist_ok=True)
+        opts = (f"url={self.srv.endpoint},use_path_request_style,endpoint=us-east-1,"
+                f"passwd_file={self.passwd},use_sse=custom:{self.keyfile}")
+        env = dict(os.environ, CURL_CA_BUNDLE=self.srv.ca_bundle)
+        subprocess.run(["s3fs", self.bucket, str(self.path), "-o", opts], check=True, env=env)
+        deadline = time.monotonic() + 20
+        while not is_mounted(self.path):
+            if time.monotonic() > deadline:
+                raise RuntimeError("s3fs did not mount")
+            time.sleep(0.05)
+        out = subprocess.run(["pgrep", "-n", "-f", f"s3fs {self.bucket} {self.path}"],
+                             capture_output=True, text=True).stdout.split()
+        self.pid = int(out[0]) if out else 0
+
+    def stop(self) -> None:
+        if is_mounted(self.path):
+            unmount(self.path)
+        deadline = time.monotonic() + 30
+        while self.pid and Path(f"/proc/{self.pid}").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+
+class Ssecfs:
+    def __init__(self, srv: servers.S3Server, bucket: str, key: bytes, tmp: Path,
+                 options: list[str]) -> None:
+        key_file = tmp / "ssecfs.key"
+        key_file.write_bytes(key)
+        key_file.chmod(0o600)
+        self.mount = Mount(server=srv, bucket=bucket, key=key, key_file=key_file,
+                           path=tmp / "ssecfs-mnt", log_path=tmp / "ssecfs.log",
+                           options=options)
+        self.path = self.mount.path
+
+    @property
+    def pid(self) -> int:
+        assert self.mount.proc is not None
+        return self.mount.proc.pid
+
+    def start(self) -> None:
+        self.mount.start()
+
+    def stop(self) -> None:
+        code = self.mount.stop()
+        if code != 0:
+            raise RuntimeError(f"ssecfs exited with {code}; see {self.mount.log_path}")
+
+
+# ---------------------------------------------------------------- one tool, every workload
+def run_tool(tool: Any, name: str, data: bytes, args: argparse.Namespace,
+             populated: str) -> dict[str, float]:
+    size = len(data)
+    out: dict[str, float] = {}
+    tool.start()
+    try:
+        cpu0 = cpu_seconds(tool.pid) if tool.pid else 0.0
+        out["write"] = size / timed(lambda: write_file(tool.path / f"{name}.bin", data)) / MB
+        cpu1 = cpu_seconds(tool.pid) if tool.pid else 0.0
+        out["write_cpu_per_gib"] = (cpu1 - cpu0) / (size / 1024**3)
+        out["small"] = args.files / timed(lambda: small_files(tool.path / f"{name}-small",
+                                                               args.files))
+    finally:
+        tool.stop()
+    drop_caches()
+    tool.start()
+    try:
+        cpu0 = cpu_seconds(tool.pid) if tool.pid else 0.0
+        out["read"] = size / timed(lambda: read_file(tool.path / f"{name}.bin")) / MB
+        cpu1 = cpu_seconds(tool.pid) if tool.pid else 0.0
+        out["read_cpu_per_gib"] = (cpu1 - cpu0) / (size / 1024**3)
+        listed = 0
+
+        def ls() -> None:
+            nonlocal listed
+            listed = ls_l(tool.path / populated)
+
+        out["ls"] = args.entries / timed(ls)
+        if listed != args.entries:
+            print(f"  ({name}: ls -l showed {listed} of {args.entries} entries)")
+        out["rss"] = peak_rss_mib(tool.pid) if tool.pid else float("nan")
+    finally:
+        tool.stop()
+    return out
+
+
+def boto3_baseline(s3: Any, bucket: str, key: bytes, data: bytes,
+                   args: argparse.Namespace) -> dict[str, float]:
+    size = len(data)
+    cfg = TransferConfig(multipart_threshold=8 * MiB, multipart_chunksize=8 * MiB,
+                         max_concurrency=10)
+    extra = {"SSECustomerAlgorithm": "AES256", "SSECustomerKey": key}
+    put = size / timed(lambda: s3.put_object(Bucket=bucket, Key="boto3-put", Body=data,
+                                             **sse(key))) / MB
+    upl = size / timed(lambda: s3.upload_fileobj(io.BytesIO(data), bucket, "boto3-upl",
+                                                 ExtraArgs=extra, Config=cfg)) / MB
+    get = size / timed(lambda: s3.get_object(Bucket=bucket, Key="boto3-put", **sse(key))
+                       ["Body"].read()) / MB
+
+    def download() -> None:
+        s3.download_fileobj(bucket, "boto3-upl", io.BytesIO(), ExtraArgs=extra, Config=cfg)
+
+    dl = size / timed(download) / MB
+    body = os.urandom(4096)
+
+    def loop() -> None:
+        for i in range(args.files):
+            s3.put_object(Bucket=bucket, Key=f"boto3-small/f{i:05}", Body=body, **sse(key))
+
+    small = args.files / timed(loop)
+    print(f"  boto3: put_object {put:.0f} MB/s, upload_fileobj {upl:.0f} MB/s, get_object "
+          f"{get:.0f} MB/s, download_fileobj {dl:.0f} MB/s, put_object loop {small:.0f} files/s")
+    return {"write": max(put, upl), "read": max(get, dl), "small": small}
+
+
+def populate(s3: Any, bucket: str, key: bytes, prefix: str, count: int) -> None:
+    """`count` small objects with s3fs metadata, as a mount would have written them."""
+    meta = {"mode": "33188", "uid": "0", "gid": "0", "mtime": str(int(time.time()))}
+
+    def one(i: int) -> None:
+        s3.put_object(Bucket=bucket, Key=f"{prefix}/e{i:05}", Body=b"x" * 100, Metadata=meta,
+                      **sse(key))
+
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        list(pool.map(one, range(count)))
+
+
+def request_costs(tool: Ssecfs) -> dict[str, Counter[str]]:
+    """S3 requests per operation, from the daemon's request log (a fresh mount)."""
+    m = tool.mount
+    costs: dict[str, Counter[str]] = {}
+
+    def cost(label: str, fn: Callable[[], object]) -> None:
+        mark = m.log_mark()
+        fn()
+        costs[label] = Counter(r.op for r in m.requests(mark))
+
+    tool.start()
+    try:
+        d = tool.path / "costs"
+        cost("mkdir", d.mkdir)
+        cost("create+write+close 4 KiB", lambda: (d / "a").write_bytes(b"x" * 4096))
+        cost("create+write+close, 2nd in dir", lambda: (d / "b").write_bytes(b"x" * 4096))
+        cost("open+read, first", lambda: (d / "a").read_bytes())
+        cost("open+read, unchanged", lambda: (d / "a").read_bytes())
+        cost("stat (cached)", lambda: (d / "a").stat())
+        cost("chmod", lambda: (d / "a").chmod(0o600))
+        cost("rename", lambda: (d / "a").rename(d / "c"))
+        cost("unlink", lambda: (d / "c").unlink())
+        cost("ls -l (all entries)", lambda: ls_l(tool.path / "listed"))
+    finally:
+        tool.stop()
+    return costs
+
+
+def ratio(a: float, b: float | None) -> str:
+    return f"{a / b:5.2f}x" if b else "   - "
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--server", default="rgw", choices=servers.KINDS)
+    ap.add_argument("--size-mib", type=int, default=512)
+    ap.add_argument("--files", type=int, default=1000, help="small files created")
+    ap.add_argument("--entries", type=int, default=2000, help="objects listed by ls -l")
+    ap.add_argument("--no-peers", action="store_true", help="skip s3fs")
+    ap.add_argument("-o", dest="options", default="", help="ssecfs -o options")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="ssecfs-bench-") as tmp_name:
+        tmp = Path(tmp_name)
+        srv = servers.start(args.server, tmp / "server")
+        try:
+            return run(srv, tmp, args)
+        finally:
+            servers.stop(srv, purge=True)
+
+
+def run(srv: servers.S3Server, tmp: Path, args: argparse.Namespace) -> int:
+    bucket = srv.create_bucket("bench")
+    key = os.urandom(32)
+    s3 = srv.boto3_client()
+    data = os.urandom(args.size_mib * MiB)
+    print(f"server {srv.kind} at {srv.endpoint}; {args.size_mib} MiB files, {args.files} "
+          f"small files, ls -l of {args.entries} entries; {os.cpu_count()} CPUs")
+    populate(s3, bucket, key, "listed", args.entries)
+    base = boto3_baseline(s3, bucket, key, data, args)
+    tools: dict[str, Any] = {
+        "ssecfs": Ssecfs(srv, bucket, key, tmp, [o for o in args.options.split(",") if o])}
+    if not args.no_peers and shutil.which("s3fs"):
+        tools["s3fs"] = S3fs(srv, bucket, key, tmp)
+    results = {}
+    for name, tool in tools.items():
+        print(f"  {name} ...", flush=True)
+        results[name] = run_tool(tool, name, data, args, "listed")
+    peer = results.get("s3fs")
+    rows = [("sequential write, MB/s", "write", base["write"]),
+            ("sequential read cold, MB/s", "read", base["read"]),
+            (f"{args.files} x 4 KiB files, files/s", "small", base["small"]),
+            (f"ls -l of {args.entries}, entries/s", "ls", None),
+            ("peak RSS, MiB", "rss", None),
+            ("CPU s per GiB written", "write_cpu_per_gib", None),
+            ("CPU s per GiB read", "read_cpu_per_gib", None)]
+    print(f"\n{'workload':34} {'boto3':>8} " + " ".join(f"{n:>8} {'/boto3':>6}"
+                                                       for n in results) + "  ssecfs/s3fs")
+    for label, field, baseline in rows:
+        cells = " ".join(f"{r[field]:8.1f} {ratio(r[field], baseline):>6}"
+                         for r in results.values())
+        vs_peer = ratio(results["ssecfs"][field], peer[field]) if peer else "-"
+        print(f"{label:34} {baseline or 0:8.1f} {cells}  {vs_peer}")
+    print("\nS3 requests per operation through ssecfs (a fresh mount):")
+    for label, counts in request_costs(tools["ssecfs"]).items():
+        detail = ", ".join(f"{op} {n}" for op, n in sorted(counts.items())) or "none"
+        print(f"  {label:34} {sum(counts.values()):3}  {detail}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
