@@ -11,7 +11,7 @@ import pytest
 from tests.fault_proxy import Proxy
 from tests.fuse_util import require_fuse
 from tests.mounting import Mount
-from tests.servers import S3Server
+from tests.servers import S3Server, ensure_tls
 
 MountFactory = Callable[..., Mount]
 
@@ -48,7 +48,11 @@ def mnt(mount_factory: MountFactory) -> Mount:
 
 @pytest.fixture
 def proxy(s3server: S3Server) -> Iterator[Proxy]:
-    """A fault-injecting proxy in front of the test's server (tests/fault_proxy.py)."""
-    p = Proxy(urlsplit(s3server.endpoint).port)  # type: ignore[arg-type]
+    """A fault-injecting proxy in front of the test's server (tests/fault_proxy.py). It ends
+    TLS with the server's own certificate, so it can also answer requests (500, 503)."""
+    p = Proxy(urlsplit(s3server.endpoint).port,  # type: ignore[arg-type]
+              tls=ensure_tls(Path(s3server.state_dir) / "tls"))
     yield p
     p.close()
+    if p.failures:
+        pytest.fail(f"the fault proxy failed: {p.failures}")

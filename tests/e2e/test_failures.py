@@ -1,12 +1,15 @@
 """Failures: an upload that fails must fail close() and lose nothing; spills hold no plaintext.
 
-The mount talks to the test server through a small TCP proxy in this process
-(tests/fault_proxy.py). The proxy can
-refuse every connection (the server is "down"), drop a connection once it has carried more
-than a few hundred KiB from the client (large bodies fail, small requests such as
-AbortMultipartUpload still pass), or drop it once as much came back from the server (a GET's
-body is cut after its headers arrived, which botocore does not retry). TLS goes end to end
-through it: the server's certificate is for 127.0.0.1, which the proxy's address is too.
+The mount talks to the test server through a small proxy in this process
+(tests/fault_proxy.py), which ends TLS with the server's own certificate (it is for
+127.0.0.1, the proxy's address too) and opens its own TLS connection to the server. The proxy
+can refuse every connection (the server is "down"), accept them and never answer (a hung
+gateway), drop a connection once it has carried more than a few hundred KiB from the client
+(large bodies fail, small requests such as AbortMultipartUpload still pass), or drop it once
+as much came back from the server (a GET's body is cut after its headers arrived, which
+botocore does not retry). And it can answer requests itself, as a throttling or failing
+server does: 503 SlowDown or 500 InternalError, to the next few requests (a budget) or to
+every request whose line matches a pattern, on kept-alive connections too.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 import signal
 import threading
 import time
@@ -183,6 +187,89 @@ def test_a_stalled_endpoint_times_out_and_is_retried(proxy: Proxy, mount_factory
     assert (m / "s.bin").read_bytes() == data
     assert proxy.broken == 3, "not every stalled connection was used"
     assert time.monotonic() - started < 30
+
+
+def throttled(mnt: Mount, since: int, status: str, op: str | None = None) -> list[str]:
+    """The mount's requests since log position `since` that the proxy answered `status`."""
+    return [f"{r.op} {r.key}" for r in mnt.requests(since)
+            if r.status.startswith(status) and (op is None or r.op == op)]
+
+
+def test_slow_down_answers_are_retried_on_write_and_read(proxy: Proxy, mount_factory) -> None:
+    """The server throttles (503 SlowDown) the next few requests, whatever they are: the
+    mount waits and asks again, the file's close() and a later read succeed, and the bucket
+    holds every byte. retries=1: botocore asks twice, so four 503s in a row reach ssecfs."""
+    m = mount_factory(["retries=1", "part_size=5M"], start=False)
+    m.endpoint = proxy.url
+    m.start()
+    data = os.urandom(300_000)
+    mark = m.log_mark()
+    proxy.set_mode("error", budget=4)
+    (m / "w.bin").write_bytes(data)
+    assert proxy.answered == 4, "the proxy answered fewer requests than asked"
+    assert throttled(m, mark, "503"), "no 503 reached the mount: botocore hid them all"
+    assert "EIO" not in m.log()[mark:]
+    assert m.get("w.bin") == data
+    m.restart()  # nothing cached: the read below goes to the server
+    mark = m.log_mark()
+    proxy.set_mode("error", budget=4)
+    assert (m / "w.bin").read_bytes() == data
+    assert proxy.answered == 8
+    assert all(a.startswith("503 ") for a in proxy.answers), proxy.answers
+    assert throttled(m, mark, "503"), "no 503 reached the mount: botocore hid them all"
+    assert "EIO" not in m.log()[mark:]
+    assert "trying again" in m.log()[mark:]
+
+
+def test_slow_down_longer_than_retry_time_fails_close_and_is_retried(
+        proxied: Mount, proxy: Proxy) -> None:
+    """Uploads are throttled for longer than retry_time (2 s here): the mount asks again
+    until retry_time is over, then close() fails with EIO; the data stays in the daemon and
+    is stored by a later fsync once the server takes uploads again."""
+    mnt = proxied
+    data = os.urandom(200_000)
+    f = open(mnt / "t.bin", "wb")
+    f.write(data)
+    mark = mnt.log_mark()
+    proxy.set_mode("error", match=r"^PUT ")
+    started = time.monotonic()
+    exc = close_fails(f)
+    assert exc.errno == errno.EIO, exc
+    assert time.monotonic() - started < 30
+    # each of the mount's tries is botocore's 3 attempts (retries=2): the mount tried again
+    assert len(throttled(mnt, mark, "503", "PutObject")) >= 2, mnt.log()[mark:]
+    assert re.search(r"PutObject t\.bin.*503 SlowDown; trying again", mnt.log()[mark:])
+    assert "upload of t.bin failed" in mnt.log()[mark:]
+
+    proxy.set_mode("pass")
+    answered = proxy.answered
+    assert mnt.keys() == []
+    assert (mnt / "t.bin").read_bytes() == data  # kept in the daemon
+    fd = os.open(mnt / "t.bin", os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    assert mnt.get("t.bin") == data
+    assert proxy.answered == answered
+
+
+def test_internal_errors_on_a_read_are_retried(proxy: Proxy, mount_factory) -> None:
+    """The server answers 500 InternalError to a file's first four GETs (botocore asks
+    twice, then the mount asks again): the read returns every byte, and no FUSE read got
+    EIO (the kernel repeats a failed readahead once, which would hide one)."""
+    m = mount_factory(["retries=1", "part_size=5M"], start=False)
+    m.endpoint = proxy.url
+    m.start()
+    data = os.urandom(6 * MiB)
+    (m / "r.bin").write_bytes(data)
+    m.restart()
+    mark = m.log_mark()
+    proxy.set_mode("error", status=500, budget=4, match=r"^GET /[^?]*/r\.bin($|\?)")
+    assert (m / "r.bin").read_bytes() == data
+    assert [a.split()[:2] for a in proxy.answers] == [["500", "GET"]] * 4, proxy.answers
+    assert "EIO" not in m.log()[mark:]
+    assert throttled(m, mark, "500 InternalError", "GetObject"), m.log()[mark:]
 
 
 def test_multipart_upload_fails_midway_and_is_aborted(proxied: Mount, proxy: Proxy) -> None:

@@ -4,8 +4,9 @@ Three processes (`tests/workload.py`) each work in their own directory of the mo
 local reference, in lockstep: create, write, pwrite + fsync, truncate, rename of files and
 directories, unlink, mkdir, rmdir, read, stat, listdir — every answer compared. Then the
 trees are compared byte for byte, and again after a remount (what the bucket holds). Once
-clean, once through the fault proxy cutting a seeded share of connections mid-request, which
-the retries must hide. A failing seed is printed; SSECFS_MODEL_SEED=N reruns it.
+clean, once through the fault proxy cutting every connection at a seeded random point and
+answering a seeded share of requests with 503 SlowDown or 500 InternalError, which the
+retries must hide. A failing seed is printed; SSECFS_MODEL_SEED=N reruns it.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from tests.workload import tree
 
 WORKERS = 3
 OPS = 700  # per process: 2,100 operations per run
+ERRORS = 0.03  # of the requests on the flaky network, answered 503 or 500 by the proxy
 
 
 @pytest.mark.parametrize("network", ["clean", "flaky"])
@@ -33,7 +35,8 @@ def test_concurrent_workload_matches_a_local_directory(
     mnt.endpoint = proxy.url
     mnt.start()
     if network == "flaky":
-        proxy.flaky(seed, rate=1.0)  # every connection is cut, at a random point
+        # every connection is cut, at a random point; some requests are answered 503/500
+        proxy.flaky(seed, rate=1.0, errors=ERRORS)
     ref = tmp_path / "ref"
     procs = []
     for i in range(WORKERS):
@@ -51,6 +54,7 @@ def test_concurrent_workload_matches_a_local_directory(
     assert not failures, f"(SSECFS_MODEL_SEED={seed})\n" + "\n".join(failures)
     if network == "flaky":
         assert proxy.cuts >= 3, "the proxy cut too few connections to prove anything"
+        assert proxy.answered >= 10, "the proxy answered too few requests to prove anything"
     assert tree(mnt.path) == tree(ref)
     proxy.set_mode("pass")
     mnt.restart()
