@@ -111,6 +111,7 @@ class Filesystem:
     def start(self, nursery: trio.Nursery) -> None:
         """Give the filesystem the nursery its background reads run in."""
         self._nursery = nursery
+        self.writer.nursery = nursery
         remove_stale_spill_files(self.cfg.spill_dir())
 
     def close(self) -> None:
@@ -410,7 +411,7 @@ class Filesystem:
             raise BadHandle("write on a handle opened read-only")
         f = h.file
         async with f.lock:
-            return await self.writer.write(f, offset, data)
+            return await self.writer.write(f, offset, data, self.inodes.path_or_none(f.ino))
 
     async def flush(self, fh: int) -> None:
         h = self.handles.get(fh)
@@ -468,6 +469,7 @@ class Filesystem:
     def _detach(self, f: OpenFile) -> None:
         """`f`'s name is gone (unlinked, or replaced by a rename): drop its unsaved data."""
         f.unlinked = True
+        self.writer.drop_stream(f)
         if f.handles == 0:
             self._drop_closed(f)  # a closed file kept only for a failed upload
 
@@ -776,6 +778,8 @@ class Filesystem:
             if changes:
                 f.attr = f.attr.with_(**changes)
                 f.meta_dirty = True
+                if set(changes) - {"mtime_ns"} or mtime_ns is not None:
+                    self.writer.drop_stream(f)  # its metadata was fixed when it started
             # an open, changed file is stored at its next flush; otherwise store it now
             if temporary or f.handles == 0 or (f.buffer is None and not f.new):
                 try:

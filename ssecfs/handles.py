@@ -19,6 +19,7 @@ from .buffer import FileBuffer
 from .errors import BadHandle
 from .reader import ReadHandle
 from .store.base import ObjectInfo
+from .stream import PartStream
 
 T = TypeVar("T")
 
@@ -36,6 +37,7 @@ class OpenFile:
     unlinked: bool = False
     handles: int = 0
     pinned: bool = False  # holds an inode reference while closed and dirty
+    stream: PartStream | None = None  # a multipart upload sent while the file is written
     lock: trio.Lock = field(default_factory=trio.Lock)
 
     @property

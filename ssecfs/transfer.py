@@ -98,13 +98,17 @@ class Transfers:
             return await self.store.complete_multipart(key, upload_id, parts)
         except BaseException:
             with trio.CancelScope(shield=True):
-                try:
-                    await self.store.abort_multipart(key, upload_id)
-                except Exception as exc:
-                    log.warning("could not abort the multipart upload of %s: %s; trying "
-                                "again later", key, exc)
-                    self.unaborted.append((key, upload_id))
+                await self.abort(key, upload_id)
             raise
+
+    async def abort(self, key: str, upload_id: str) -> None:
+        """Abort an upload; one that cannot be aborted now is kept for `retry_aborts`."""
+        try:
+            await self.store.abort_multipart(key, upload_id)
+        except Exception as exc:
+            log.warning("could not abort the multipart upload of %s: %s; trying again later",
+                        key, exc)
+            self.unaborted.append((key, upload_id))
 
     async def _part(self, key: str, upload_id: str, plan: PartPlan, read: Reader,
                     source: ObjectInfo | None) -> Part:

@@ -17,6 +17,8 @@ from __future__ import annotations
 import logging
 import time
 
+import trio
+
 from .attrs import content_type_for, meta_from_attr
 from .buffer import Fetch, FileBuffer
 from .errors import NotFound, SsecfsError, StoreError, TooBig
@@ -27,6 +29,7 @@ from .parts import MAX_OBJECT
 from .ranges import ByteRange
 from .spill import SpillFile
 from .store.base import ObjectInfo, ObjectStore
+from .stream import PartStream
 from .transfer import Transfers
 
 log = logging.getLogger(__name__)
@@ -35,6 +38,8 @@ log = logging.getLogger(__name__)
 class Writer:
     def __init__(self, store: ObjectStore, keys: KeyRing, ns: Namespace, transfers: Transfers,
                  spill: SpillFile, memory_limit: int) -> None:
+        # where streamed parts are sent from (the filesystem's nursery; None: no streaming)
+        self.nursery: trio.Nursery | None = None
         self.store = store
         self.keys = keys
         self.ns = ns
@@ -58,16 +63,39 @@ class Writer:
                                   self.memory_limit)
         return f.buffer
 
-    async def write(self, f: OpenFile, offset: int, data: bytes) -> int:
+    async def write(self, f: OpenFile, offset: int, data: bytes, path: str | None = None) -> int:
+        """Write into `f`'s buffer; with `path` (the file's name now), a file whose content
+        is all local streams its full parts to the bucket meanwhile (`stream.PartStream`)."""
         if offset + len(data) > MAX_OBJECT:
             # S3 cannot hold it (10,000 parts of at most 5 GiB, 5 TiB in all): say so now,
             # not at close()
             raise TooBig(f"a write up to byte {offset + len(data)} is past S3's object limit")
         buf = self._buffer(f)
         try:
-            return await buf.write(offset, data, self.fetch_base(f))
+            n = await buf.write(offset, data, self.fetch_base(f))
         finally:
             f.attr = f.attr.with_(size=buf.size, mtime_ns=time.time_ns())
+        if f.stream is not None:
+            f.stream.touched(offset, offset + n)
+        elif (path is not None and self.nursery is not None and buf.base_size == 0
+              and buf.size > self.transfers.part_size and not f.unlinked):
+            f.stream = PartStream(self.store, self.keys.writer, self.ns.key(path),
+                                  meta_from_attr(f.attr), content_type_for(f.attr.kind),
+                                  self.transfers.part_size, self.transfers.concurrency,
+                                  self.nursery, self.transfers.abort)
+        if f.stream is not None and not f.stream.dead:
+            fetch = self.fetch_base(f)
+
+            async def read(rng: ByteRange) -> bytes:
+                return await buf.read(rng.start, len(rng), fetch)
+
+            await f.stream.feed(buf.size, read)
+        return n
+
+    def drop_stream(self, f: OpenFile) -> None:
+        """`f` is not to be streamed (any more): its name or attributes changed, or it went."""
+        if f.stream is not None:
+            f.stream.give_up()
 
     async def read(self, f: OpenFile, offset: int, size: int) -> bytes:
         assert f.buffer is not None
@@ -80,6 +108,8 @@ class Writer:
             return
         await self._buffer(f).truncate(size, self.fetch_base(f))
         f.attr = f.attr.with_(size=size, mtime_ns=time.time_ns())
+        if f.stream is not None:
+            f.stream.truncated(size)
 
     async def keep_content(self, f: OpenFile) -> None:
         """Copy `f`'s whole content into its buffer before its object is deleted or
@@ -116,9 +146,14 @@ class Writer:
 
                 same_object = base is not None and base.key == key
                 clean = buf.clean_ranges() if buf is not None else []
-                stored = await self.transfers.upload(key, size, meta, ctype, read,
-                                                     clean if same_object else (),
-                                                     base if same_object else None)
+                streamed = None
+                if f.stream is not None:
+                    stream, f.stream = f.stream, None
+                    streamed = await stream.finish(key, size, meta, ctype, read,
+                                                   self.transfers.concurrency)
+                stored = streamed or await self.transfers.upload(
+                    key, size, meta, ctype, read, clean if same_object else (),
+                    base if same_object else None)
             if stored.proves(self.keys.writer):
                 # the answer echoed the writing key's MD5: no HEAD needed to prove it
                 info = ObjectInfo(key, size, stored.etag, time.time_ns(), meta,

@@ -5,11 +5,13 @@ Modes (`Proxy.set_mode`):
 - "pass": carry everything both ways.
 - "refuse": accept and reset at once (the server is "down").
 - "stall": accept and never answer (a hung gateway): the client's timeout must act.
+- `delay` (seconds, any mode): each chunk the server sends is held that long (a slow link).
 - "small": reset a connection after `limit` bytes from the client (large request bodies fail,
   small requests such as AbortMultipartUpload still pass).
 - "cut_down": reset it after `limit` bytes from the server (a GET's body is cut after its
   headers).
-- "error": answer requests itself with an S3 error, 503 SlowDown or 500 InternalError, as a
+- "error": answer requests itself with an S3 error (503 SlowDown by default; 500, 408, 429,
+  502 or 504 on request), as a
   throttling or failing server does; optionally only requests whose line ("PUT /b/k?...")
   matches a pattern. Needs TLS termination (below).
 - "flaky" (`Proxy.flaky`): a seeded share of connections is cut after a random number of
@@ -65,6 +67,12 @@ ERRORS = {
     500: ("Internal Server Error", "InternalError",
           "We encountered an internal error. Please try again."),
     503: ("Slow Down", "SlowDown", "Please reduce your request rate."),
+    408: ("Request Timeout", "RequestTimeout",
+          "Your socket connection to the server was not read from or written to within the "
+          "timeout period."),
+    429: ("Too Many Requests", "TooManyRequests", "Please reduce your request rate."),
+    502: ("Bad Gateway", "BadGateway", "The gateway got no valid answer."),
+    504: ("Gateway Timeout", "GatewayTimeout", "The gateway timed out."),
 }
 
 # one direction of a connection: (conn, src, dst, byte limit)
@@ -242,6 +250,7 @@ class Proxy:
         self.mode = "pass"
         self.budget: int | None = None
         self.status = 503  # of the "error" mode's answers
+        self.delay = 0.0  # seconds added before each chunk the server sends (any mode)
         self.match: re.Pattern[str] | None = None
         self.connections = 0
         self.broken = 0  # connections refused, stalled, or given a limit to be cut at
@@ -293,7 +302,7 @@ class Proxy:
                  match: str | None = None) -> None:
         """Switch modes; open connections are reset so pooled ones cannot slip through.
         With `budget`, only that many new connections get the mode (for "error": that many
-        requests are answered), later ones pass. "error" answers `status` (503 or 500) to
+        requests are answered), later ones pass. "error" answers `status` (a key of ERRORS) to
         every request, or to those whose line matches the regular expression `match`."""
         assert mode in MODES, mode
         assert status in ERRORS, status
@@ -508,6 +517,8 @@ class Proxy:
             if limit is not None and carried > limit:
                 self._cut(conn)
                 return
+            if self.delay:  # a slow link or an overloaded server: late, but it answers
+                await trio.sleep(self.delay)
             async with conn.client_send:
                 await dst.send_all(data)
 

@@ -9,6 +9,7 @@ from collections import Counter
 from pathlib import Path
 
 import trio
+import trio.testing
 
 from ssecfs.errors import SsecfsError, StoreError
 from ssecfs.filesystem import Entry
@@ -134,7 +135,8 @@ async def test_a_failed_multipart_upload_is_aborted_and_kept(tmp_path: Path,
         data = os.urandom(12 * MiB)
         fh = await c.create("big")
         await c.fs.write(fh, 0, data)
-        c.store.fail("UploadPart", exc=StoreError("connection reset"))
+        await trio.testing.wait_all_tasks_blocked()  # the parts streamed while writing are in
+        c.store.fail("UploadPart", exc=StoreError("connection reset"))  # the last one fails
         assert await errno_of(c.fs.flush(fh)) == errno.EIO
         assert c.store.uploads == {}  # aborted, none left behind
         await c.fs.flush(fh)
@@ -251,6 +253,7 @@ async def test_an_abort_that_failed_in_an_outage_is_done_later(tmp_path: Path,
         c.fs.start(nursery)
         fh = await c.create("big")
         await c.fs.write(fh, 0, os.urandom(11 * MiB))
+        await trio.testing.wait_all_tasks_blocked()
         c.store.fail("UploadPart", exc=StoreError("connection refused"))
         c.store.fail("AbortMultipartUpload", exc=StoreError("connection refused"))
         assert await errno_of(c.fs.flush(fh)) == errno.EIO

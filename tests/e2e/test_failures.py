@@ -221,6 +221,37 @@ def test_slow_down_answers_are_retried_on_write_and_read(proxy: Proxy, mount_fac
     assert "trying again" in m.log()[mark:]
 
 
+def test_a_slow_server_is_waited_for(proxy: Proxy, mount_factory) -> None:
+    """Every answer arrives late (40 ms per 64 KiB chunk): slow, never an error."""
+    m = mount_factory(["part_size=5M", "read_timeout=5"], start=False)
+    m.endpoint = proxy.url
+    m.start()
+    data = os.urandom(2 * MiB)
+    proxy.delay = 0.04
+    started = time.monotonic()
+    (m / "slow.bin").write_bytes(data)
+    m.restart()
+    assert (m / "slow.bin").read_bytes() == data
+    assert time.monotonic() - started > 0.3  # the delay was there
+    assert "EIO" not in m.log()
+
+
+@pytest.mark.parametrize("status", [408, 429, 502, 504])
+def test_other_transient_answers_are_retried(proxy: Proxy, mount_factory, status: int) -> None:
+    """Request timeouts, rate limits and gateway errors in front of the server: asked again."""
+    m = mount_factory(["retries=1", "part_size=5M"], start=False)
+    m.endpoint = proxy.url
+    m.start()
+    data = os.urandom(100_000)
+    mark = m.log_mark()
+    proxy.set_mode("error", budget=4, status=status)
+    (m / "w.bin").write_bytes(data)
+    assert proxy.answered == 4
+    assert throttled(m, mark, str(status)), f"no {status} reached the mount"
+    assert "EIO" not in m.log()[mark:]
+    assert m.get("w.bin") == data
+
+
 def test_slow_down_longer_than_retry_time_fails_close_and_is_retried(
         proxied: Mount, proxy: Proxy) -> None:
     """Uploads are throttled for longer than retry_time (2 s here): the mount asks again

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 from collections import Counter
 
 from tests.mounting import SSECFS, Mount, Request
@@ -76,3 +77,46 @@ def test_ssecfs_stats_reports_the_mounts_counters(mnt: Mount) -> None:
                          text=True)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1
     assert "not an ssecfs mount" in bad.stderr
+
+
+def test_a_large_write_is_uploaded_while_it_is_written(mount_factory) -> None:
+    m = mount_factory(["part_size=5M"])
+    data = os.urandom(23 * 1024 * 1024)
+    mark = m.log_mark()
+    with open(m / "big.bin", "wb") as f:
+        for i in range(0, len(data), 1 << 20):
+            f.write(data[i : i + (1 << 20)])
+        f.flush()
+        # the file is still open: its full parts go out without waiting for close()
+        deadline = time.monotonic() + 20
+        while len([r for r in m.requests(mark) if r.op == "UploadPart" and r.ok]) < 4:
+            assert time.monotonic() < deadline, "no parts were sent before close()"
+            time.sleep(0.05)
+        assert not [r for r in m.requests(mark) if r.op == "CompleteMultipartUpload"]
+    assert m.get("big.bin") == data
+    assert m.uploads() == []
+    assert (m / "big.bin").read_bytes() == data
+
+
+def test_changes_while_streaming_end_with_the_files_bytes(mount_factory) -> None:
+    """Rewriting a sent part, truncating below sent parts and renaming mid-write: the bucket
+    holds exactly what the file holds, and no unfinished upload is left."""
+    m = mount_factory(["part_size=5M"])
+    data = bytearray(os.urandom(16 * 1024 * 1024))
+    fd = os.open(m / "t.bin", os.O_CREAT | os.O_WRONLY, 0o644)
+    try:
+        for i in range(0, len(data), 1 << 20):
+            os.write(fd, data[i : i + (1 << 20)])
+        os.pwrite(fd, b"patched", 1000)
+        data[1000:1007] = b"patched"
+        os.ftruncate(fd, 7 * 1024 * 1024)
+        os.rename(m / "t.bin", m / "u.bin")
+        os.pwrite(fd, b"end", 7 * 1024 * 1024)
+    finally:
+        os.close(fd)
+    want = bytes(data[: 7 * 1024 * 1024]) + b"end"
+    assert m.get("u.bin") == want
+    assert "t.bin" not in m.keys()
+    m.restart()
+    assert (m / "u.bin").read_bytes() == want
+    assert m.uploads() == []
