@@ -145,6 +145,7 @@ class Filesystem:
                 log.error("could not upload %s: %s", path, exc,
                           exc_info=not hasattr(exc, "errno"))
                 failed.append(path)
+        await self.writer.settle()  # streams given up: their aborts are done
         await self.transfers.retry_aborts()
         for key, upload_id in self.transfers.unaborted:
             log.warning("an unfinished multipart upload of %s (id %s) is left in the bucket; "

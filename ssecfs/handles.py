@@ -38,6 +38,7 @@ class OpenFile:
     handles: int = 0
     pinned: bool = False  # holds an inode reference while closed and dirty
     stream: PartStream | None = None  # a multipart upload sent while the file is written
+    streamable: bool = True  # False once a rename, unlink or chmod made streaming stop
     lock: trio.Lock = field(default_factory=trio.Lock)
 
     @property

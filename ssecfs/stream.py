@@ -66,6 +66,7 @@ class PartStream:
         self._idle.set()
         self._running = 0
         self._create_lock = trio.Lock()
+        self.settled = trio.Event()  # completed, or given up and its abort done
 
     # ------------------------------------------------------------ while writing
     def touched(self, start: int, end: int) -> None:
@@ -102,11 +103,8 @@ class PartStream:
                              "uploaded at close", self.key, exc)
                     self.dead = True
                     return None
-                if self.dead:  # given up while it was being created
-                    self._nursery.start_soon(self._abort_later, upload_id)
-                    return None
-                self.upload_id = upload_id
-            return self.upload_id
+                self.upload_id = upload_id  # given up meanwhile: `_abort_later` aborts it
+            return None if self.dead else self.upload_id
 
     async def _send(self, i: int, rng: ByteRange, data: bytes, gen: int) -> None:
         try:
@@ -165,22 +163,28 @@ class PartStream:
             self.dead, self.upload_id = True, None
             with trio.CancelScope(shield=True):
                 await self._abort(key, upload_id)
+            self.settled.set()
             raise
         self.dead = True  # complete: nothing to abort
         self.upload_id = None
+        self.settled.set()
         return stored
 
     def give_up(self) -> None:
-        """Stop streaming and abort the upload (in the background; a failed abort is
-        retried later by the transfers' abort list)."""
-        self.dead = True
-        upload_id, self.upload_id = self.upload_id, None
-        if upload_id is not None:
-            self._nursery.start_soon(self._abort_later, upload_id)
+        """Stop streaming and abort the upload, in the background (`settled` is set when
+        that is done; a failed abort is retried later by the transfers' abort list)."""
+        if not self.dead or not self.settled.is_set():
+            self.dead = True
+            self._nursery.start_soon(self._abort_later)
 
-    async def _abort_later(self, upload_id: str) -> None:
-        await self._idle.wait()  # parts in flight first: an abort racing them may leave one
+    async def _abort_later(self) -> None:
         try:
-            await self._abort(self.key, upload_id)
+            await self._idle.wait()  # parts in flight first: an abort racing them may leave one
+            async with self._create_lock:  # and a CreateMultipartUpload in flight
+                upload_id, self.upload_id = self.upload_id, None
+            if upload_id is not None:
+                await self._abort(self.key, upload_id)
         except Exception as exc:  # never raise in the nursery
             log.warning("could not abort the streamed upload of %s: %s", self.key, exc)
+        finally:
+            self.settled.set()

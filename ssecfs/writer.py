@@ -40,6 +40,7 @@ class Writer:
                  spill: SpillFile, memory_limit: int) -> None:
         # where streamed parts are sent from (the filesystem's nursery; None: no streaming)
         self.nursery: trio.Nursery | None = None
+        self._given_up: list[PartStream] = []  # streams whose abort may still be running
         self.store = store
         self.keys = keys
         self.ns = ns
@@ -77,7 +78,8 @@ class Writer:
             f.attr = f.attr.with_(size=buf.size, mtime_ns=time.time_ns())
         if f.stream is not None:
             f.stream.touched(offset, offset + n)
-        elif (path is not None and self.nursery is not None and buf.base_size == 0
+        elif (path is not None and self.nursery is not None and f.streamable
+              and buf.base_size == 0
               and buf.size > self.transfers.part_size and not f.unlinked):
             f.stream = PartStream(self.store, self.keys.writer, self.ns.key(path),
                                   meta_from_attr(f.attr), content_type_for(f.attr.kind),
@@ -94,8 +96,20 @@ class Writer:
 
     def drop_stream(self, f: OpenFile) -> None:
         """`f` is not to be streamed (any more): its name or attributes changed, or it went."""
+        f.streamable = False
         if f.stream is not None:
-            f.stream.give_up()
+            self._give_up(f.stream)
+            f.stream = None
+
+    def _give_up(self, stream: PartStream) -> None:
+        stream.give_up()
+        self._given_up = [s for s in self._given_up if not s.settled.is_set()] + [stream]
+
+    async def settle(self) -> None:
+        """Wait until every stream given up has been aborted (before unmounting)."""
+        for stream in self._given_up:
+            await stream.settled.wait()
+        self._given_up = []
 
     async def read(self, f: OpenFile, offset: int, size: int) -> bytes:
         assert f.buffer is not None
@@ -151,6 +165,8 @@ class Writer:
                     stream, f.stream = f.stream, None
                     streamed = await stream.finish(key, size, meta, ctype, read,
                                                    self.transfers.concurrency)
+                    if streamed is None:
+                        self._given_up.append(stream)
                 stored = streamed or await self.transfers.upload(
                     key, size, meta, ctype, read, clean if same_object else (),
                     base if same_object else None)

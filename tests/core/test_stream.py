@@ -151,3 +151,13 @@ async def test_failed_parts_and_a_failed_start_are_made_good_at_close(
         assert c.store.uploads == {}
         nursery.cancel_scope.cancel()
     c.fs.close()
+
+
+async def test_unmount_waits_for_the_abort_of_a_stream_given_up(
+        core5: Core, autojump_clock: Clock) -> None:
+    fh = await core5.create("gone")
+    await write_in_chunks(core5, fh, os.urandom(11 * MiB))  # parts in flight, unsettled
+    await core5.unlink("gone")
+    assert await core5.fs.flush_all() == []  # what unmount runs
+    assert core5.store.uploads == {}
+    await core5.fs.release(fh)
