@@ -178,6 +178,7 @@ def run_tool(tool: Any, name: str, data: bytes, args: argparse.Namespace,
         out["write_cpu_per_gib"] = (cpu1 - cpu0) / (size / 1024**3)
         out["small"] = args.files / timed(lambda: small_files(tool.path / f"{name}-small",
                                                                args.files))
+        out["rss"] = peak_rss_mib(tool.pid) if tool.pid else float("nan")
     finally:
         tool.stop()
     drop_caches()
@@ -196,7 +197,8 @@ def run_tool(tool: Any, name: str, data: bytes, args: argparse.Namespace,
         out["ls"] = args.entries / timed(ls)
         if listed != args.entries:
             print(f"  ({name}: ls -l showed {listed} of {args.entries} entries)")
-        out["rss"] = peak_rss_mib(tool.pid) if tool.pid else float("nan")
+        # the peak of either daemon: the one that wrote, and the one that read and listed
+        out["rss"] = max(out["rss"], peak_rss_mib(tool.pid) if tool.pid else float("nan"))
     finally:
         tool.stop()
     return out

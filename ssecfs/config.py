@@ -79,7 +79,7 @@ class MountConfig:
     read_concurrency: int = 4  # ranged GETs in flight per sequentially read file
     # writes
     part_size: int = 8 * MiB
-    upload_concurrency: int = 4
+    upload_concurrency: int = 8  # measured: 4 -> 8 took writes from 0.63x to 0.86x of boto3
     write_buffer_memory: int = 64 * MiB  # per file; beyond it, encrypted spill to cache_dir
     cache_dir: str = ""  # "" = default_cache_dir()
     # requests
