@@ -16,8 +16,10 @@ Requests saved (issue: fewer requests per operation):
   being dropped, and a directory made here starts with an empty one: creating many files in
   one directory needs no lookup request per file.
 - A name that is not a file (HEAD 404) is looked up in its parent's listing, fetched once
-  (one page; a larger directory is remembered as such and asked about the one name): the
-  next misses in that directory cost nothing.
+  (one page; a larger directory is remembered as such and asked about the one name), to tell
+  whether it is a directory: the next misses in that directory cost one HEAD, no listing.
+  Such a listing does not answer "no such file" by itself (an object another client has
+  just put is found at once); one from readdir, or of a directory the mount made, does.
 - `ls -l` after a listing: the first stat of a listed file HEADs the next `STAT_BATCH`
   listed siblings too, concurrently, so the stats that follow are answered from the cache.
 - Directories known to have a marker object need no listing to keep them after their last
@@ -69,6 +71,11 @@ class Listing:
     """One directory's children: name -> (kind, listed object or None for a directory)."""
 
     children: dict[str, tuple[Kind, ListedObject | None]]
+    # whether a name missing here may be answered "no such file" without asking the bucket:
+    # true for a listing that readdir asked for or that the mount made (a new directory);
+    # one fetched for a lookup only tells which names are directories, so that an object
+    # another client has just put is found by its HeadObject at once
+    answers_absence: bool = True
 
 
 class NamespaceView(Protocol):
@@ -210,13 +217,14 @@ class Namespace:
             self.stats.add("attr_cache_hits")
             return cached
         listing = self._listings.get(paths.parent_of(path))
-        if self._absent.get(path) or (listing is not None
+        if self._absent.get(path) or (listing is not None and listing.answers_absence
                                       and paths.name_of(path) not in listing.children):
             self.stats.add("attr_cache_hits")
             raise NotFound(path)
         self.stats.add("attr_cache_misses")
         epoch = self.changes.epoch
-        if listing is not None and listing.children[paths.name_of(path)][0] is Kind.FILE:
+        child = listing.children.get(paths.name_of(path)) if listing is not None else None
+        if listing is not None and child is not None and child[0] is Kind.FILE:
             await self._head_batch(path, listing)
             cached = self.attrs.get(path)
             if cached is not None:
@@ -288,7 +296,7 @@ class Namespace:
         listing = self._listings.get(path)
         if listing is not None or self._big_dirs.get(path):
             return listing
-        listing = await self._fetch_listing(path, max_pages=1)
+        listing = await self._fetch_listing(path, max_pages=1, answers_absence=False)
         if listing is None:
             self._big_dirs.put(path, True)
         return listing
@@ -329,7 +337,8 @@ class Namespace:
         assert listing is not None
         return listing
 
-    async def _fetch_listing(self, path: str, max_pages: int | None = None) -> Listing | None:
+    async def _fetch_listing(self, path: str, max_pages: int | None = None,
+                             answers_absence: bool = True) -> Listing | None:
         """List the directory from the bucket and cache it; None if it has more pages than
         `max_pages`."""
         epoch = self.changes.epoch
@@ -369,7 +378,7 @@ class Namespace:
             token = page.next_token
             if token is None:
                 break
-        listing = Listing(children)
+        listing = Listing(children, answers_absence)
         if self.changes.unchanged_since(epoch, path):
             self._listings.put(path, listing)
         return listing

@@ -193,6 +193,8 @@ class Writer:
             raise StoreError(f"upload of {path} failed") from exc
         self.verify(key, info)
         self._done(f, buf, info)
+        if self.transfers.unaborted:  # the server answers again: abort what an outage left
+            await self.transfers.retry_aborts()
         f.attr = self.ns.attr_of(info).with_(mtime_ns=f.attr.mtime_ns)
         self.ns.stored(path, f.attr)
 

@@ -219,7 +219,9 @@ async def test_requests_after_a_remount(core: Core, tmp_path: Path,
         # not a file: d's listing (one page) answers, and is kept for the next lookups
         "stat d": {"HeadObject": 1, "ListObjectsV2": 2},
         "create d/new": {"HeadObject": 1, "ListObjectsV2": 1, "PutObject": 1},
-        "create d/new2": {"PutObject": 1},
+        # d's listing (fetched for a lookup) says d/new2 is no directory; the HEAD is there
+        # so that an object another client has just put is seen at once
+        "create d/new2": {"HeadObject": 1, "PutObject": 1},
         # every listed file HEADed once, in batches, concurrently; the rest from the cache
         "ls -l d (102 files)": {"HeadObject": 100},
     }

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from ssecfs.errors import SsecfsError
+from ssecfs.errors import NotFound, SsecfsError
 from ssecfs.filesystem import RENAME_NOREPLACE
 from ssecfs.inodes import ROOT_INODE
 from ssecfs.parts import MAX_OBJECT
@@ -286,3 +286,15 @@ async def test_the_kernel_keeps_its_pages_while_the_object_is_unchanged(
     await core.fs.write(fh, 0, b"mine")
     await core.close(fh)
     assert await opened()  # the pages hold what this mount wrote and stored
+
+
+async def test_an_object_put_by_another_client_is_seen_at_once(
+        core: Core, autojump_clock: Clock) -> None:
+    """A lookup miss caches the parent's listing (to tell directories), but does not let it
+    hide a name another client puts right after."""
+    core.store.put_object("d/a", b"1", core.key)
+    with pytest.raises(NotFound):
+        await core.entry("d/missing")
+    await core.write_file("d/mine", b"2")
+    core.store.put_object("d/theirs", b"3", core.key)  # aws s3 cp, meanwhile
+    assert await core.read_file("d/theirs") == b"3"

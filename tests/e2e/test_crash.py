@@ -1,7 +1,8 @@
 """Crash safety: SIGKILL of the daemon in the middle of a write.
 
 Every file closed before the kill is intact in the bucket, the file being written keeps its
-previous content (nothing half-written is ever stored), no plaintext is left on local disk
+previous content (nothing half-written is ever stored; its streamed parts are an unfinished
+upload, which `ssecfs cleanup` aborts), no plaintext is left on local disk
 (the spill file is sealed under a key that died with the process), and the next mount starts
 clean and removes the dead spill file.
 """
@@ -11,10 +12,12 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import subprocess
 from pathlib import Path
 
 from tests.e2e.conftest import MountFactory
 from tests.fuse_util import unmount
+from tests.mounting import SSECFS
 
 MiB = 1024 * 1024
 MARKER = b"SSECFS-CRASH-PLAINTEXT-"
@@ -46,7 +49,14 @@ def test_sigkill_mid_write_loses_only_what_was_not_closed(mount_factory: MountFa
     for name, data in closed.items():
         assert mnt.get(name) == data, name
     assert mnt.get("being") == b"previous content"
-    assert mnt.uploads() == []  # no upload had started
+    # the file being written had begun streaming its parts: its unfinished upload is all
+    # the crash left in the bucket (it completes nothing), and `ssecfs cleanup` removes it
+    assert {k for k, _ in mnt.uploads()} <= {"being"}
+    res = subprocess.run([*SSECFS, "cleanup", "--endpoint-url", mnt.server.endpoint,
+                          "--ca-bundle", mnt.server.ca_bundle, "--older-than", "0", mnt.bucket],
+                         env=mnt.server.env(), capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert mnt.uploads() == []
     for p in cache.rglob("*"):
         if p.is_file():
             blob = p.read_bytes()

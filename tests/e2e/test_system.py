@@ -507,7 +507,10 @@ def test_sigterm_uploads_open_dirty_files_and_in_flight_ones(mount_factory: Moun
     big.write(big_data)
     big.flush()
     flying_data = os.urandom(12 * MiB)
-    flying = open(m / "in-flight.bin", "wb")  # noqa: SIM115
+    # an existing file rewritten in place: not streamed while written (streaming only starts
+    # for a file whose content is all local), so its whole upload is close()'s
+    (m / "in-flight.bin").write_bytes(b"x")
+    flying = open(m / "in-flight.bin", "r+b")  # noqa: SIM115
     flying.write(flying_data)
     flying.flush()  # every write(2) answered: what is left is close()'s upload
     closed: list[BaseException | None] = []
