@@ -67,6 +67,7 @@ class PartStream:
         self._running = 0
         self._create_lock = trio.Lock()
         self.settled = trio.Event()  # completed, or given up and its abort done
+        self._abort_started = False
 
     # ------------------------------------------------------------ while writing
     def touched(self, start: int, end: int) -> None:
@@ -173,8 +174,9 @@ class PartStream:
     def give_up(self) -> None:
         """Stop streaming and abort the upload, in the background (`settled` is set when
         that is done; a failed abort is retried later by the transfers' abort list)."""
-        if not self.dead or not self.settled.is_set():
-            self.dead = True
+        self.dead = True
+        if not self.settled.is_set() and not self._abort_started:
+            self._abort_started = True
             self._nursery.start_soon(self._abort_later)
 
     async def _abort_later(self) -> None:

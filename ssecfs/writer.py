@@ -98,11 +98,12 @@ class Writer:
         """`f` is not to be streamed (any more): its name or attributes changed, or it went."""
         f.streamable = False
         if f.stream is not None:
-            self._give_up(f.stream)
+            f.stream.give_up()
+            self._track(f.stream)
             f.stream = None
 
-    def _give_up(self, stream: PartStream) -> None:
-        stream.give_up()
+    def _track(self, stream: PartStream) -> None:
+        """Remember a stream given up until its abort is done (`settle`)."""
         self._given_up = [s for s in self._given_up if not s.settled.is_set()] + [stream]
 
     async def settle(self) -> None:
@@ -165,8 +166,8 @@ class Writer:
                     stream, f.stream = f.stream, None
                     streamed = await stream.finish(key, size, meta, ctype, read,
                                                    self.transfers.concurrency)
-                    if streamed is None:
-                        self._given_up.append(stream)
+                    if streamed is None:  # it gave itself up
+                        self._track(stream)
                 stored = streamed or await self.transfers.upload(
                     key, size, meta, ctype, read, clean if same_object else (),
                     base if same_object else None)

@@ -449,20 +449,29 @@ class Proxy:
             self.cuts += 1
         conn.end(reset=True)
 
+    async def _receive(self, conn: _Conn, src: trio.abc.Stream, limit: int | None,
+                       carried: list[int]) -> bytes | None:
+        """The next chunk from `src`; None once the connection is ended: at EOF, or cut
+        because `carried[0]` (bytes so far in this direction) went past `limit`."""
+        data = await src.receive_some(CHUNK)
+        if not data:
+            conn.end(reset=False)
+            return None
+        carried[0] += len(data)
+        if limit is not None and carried[0] > limit:
+            self._cut(conn)
+            return None
+        return data
+
     async def _upward(self, conn: _Conn, src: trio.abc.Stream, dst: trio.abc.Stream,
                       limit: int | None) -> None:
         """Client -> server: carry, cut after `limit` bytes, or answer a request."""
         reader = RequestReader() if self.terminates_tls else None
         pending: tuple[int, RequestHead] | None = None  # answer it once its body is in
-        carried = 0
+        carried = [0]
         while True:
-            data = await src.receive_some(CHUNK)
-            if not data:
-                conn.end(reset=False)
-                return
-            carried += len(data)
-            if limit is not None and carried > limit:
-                self._cut(conn)
+            data = await self._receive(conn, src, limit, carried)
+            if data is None:
                 return
             if reader is None:
                 await dst.send_all(data)
@@ -507,15 +516,10 @@ class Proxy:
     async def _downward(self, conn: _Conn, src: trio.abc.Stream, dst: trio.abc.Stream,
                         limit: int | None) -> None:
         """Server -> client: carry, or cut after `limit` bytes."""
-        carried = 0
+        carried = [0]
         while True:
-            data = await src.receive_some(CHUNK)
-            if not data:
-                conn.end(reset=False)
-                return
-            carried += len(data)
-            if limit is not None and carried > limit:
-                self._cut(conn)
+            data = await self._receive(conn, src, limit, carried)
+            if data is None:
                 return
             if self.delay:  # a slow link or an overloaded server: late, but it answers
                 await trio.sleep(self.delay)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -166,6 +167,14 @@ class Mount:
             self.proc.kill()
             self.proc.wait(10)
         code = self.proc.returncode
+        self.proc = None
+        return code
+
+    def terminate(self, timeout: float = 60) -> int:
+        """SIGTERM the daemon (as systemd stops it) and wait; returns its exit status."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        code = self.proc.wait(timeout)
         self.proc = None
         return code
 

@@ -156,8 +156,6 @@ class S3Store:
         self.bucket = bucket
         self._limiter = limiter or trio.CapacityLimiter(MAX_POOL)
         self._retry_time = max(0.0, retry_time)
-        self.requests = 0  # requests sent, for tests and benchmarks
-        self.retried = 0  # of them, repeats after a transient failure
 
     def __repr__(self) -> str:
         return f"<S3Store bucket={self.bucket}>"
@@ -194,7 +192,6 @@ class S3Store:
                 if now + delay > deadline:
                     raise
                 attempt += 1
-                self.retried += 1
                 self.stats.add("retries")
                 log.debug("%s %s%s: %s; trying again in %.1fs (attempt %d)", op, key, detail,
                           exc, delay, attempt + 1)
@@ -206,7 +203,6 @@ class S3Store:
         Every exception leaves as an SsecfsError (see `_translate`)."""
         started = time.monotonic()
         status = "ok"
-        self.requests += 1
         self.stats.request(op)
         try:
             return await trio.to_thread.run_sync(partial(fn, *args, **kwargs),

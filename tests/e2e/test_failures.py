@@ -18,7 +18,6 @@ import contextlib
 import errno
 import os
 import re
-import signal
 import threading
 import time
 from pathlib import Path
@@ -46,6 +45,15 @@ def forget_inodes() -> None:
     a no-op elsewhere."""
     with contextlib.suppress(OSError):
         Path("/proc/sys/vm/drop_caches").write_text("2")
+
+
+def fsync_path(path: Path, flags: int) -> None:
+    """fsync(2) through a new handle: a retry of the data the daemon kept."""
+    fd = os.open(path, flags)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def close_fails(f) -> OSError:
@@ -84,11 +92,7 @@ def test_failed_upload_fails_close_and_is_retried(proxied: Mount, proxy: Proxy) 
     assert (mnt / "big.bin").read_bytes() == big
 
     # a later fsync through a new handle uploads the kept data
-    fd = os.open(mnt / "small.bin", os.O_RDWR)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_path(mnt / "small.bin", os.O_RDWR)
     assert mnt.get("small.bin") == small
     with open(mnt / "big.bin", "r+b") as f:  # so does the close of a new writable handle
         f.seek(0, os.SEEK_END)
@@ -276,11 +280,7 @@ def test_slow_down_longer_than_retry_time_fails_close_and_is_retried(
     answered = proxy.answered
     assert mnt.keys() == []
     assert (mnt / "t.bin").read_bytes() == data  # kept in the daemon
-    fd = os.open(mnt / "t.bin", os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_path(mnt / "t.bin", os.O_RDONLY)
     assert mnt.get("t.bin") == data
     assert proxy.answered == answered
 
@@ -406,10 +406,7 @@ def test_a_full_spill_disk_fails_write_not_data(mount_factory, tmp_path: Path) -
         pending = open(m / "pending.bin", "wb")  # open and dirty at SIGTERM ...
         pending.write(b"pending")
         pending.flush()
-        assert m.proc is not None
-        m.proc.send_signal(signal.SIGTERM)
-        code = m.proc.wait(60)
-        m.proc = None
+        code = m.terminate()
         with contextlib.suppress(OSError):
             pending.close()
         assert code == 0, m.log()[-3000:]

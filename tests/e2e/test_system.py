@@ -565,10 +565,7 @@ def test_what_cannot_be_uploaded_is_named_and_the_exit_status_says_so(
     for key in m.keys(prefix=""):
         client.delete_object(Bucket=bucket, Key=key)
     client.delete_bucket(Bucket=bucket)
-    assert m.proc is not None
-    m.proc.send_signal(signal.SIGTERM)
-    code = m.proc.wait(60)
-    m.proc = None
+    code = m.terminate()
     with contextlib.suppress(OSError):
         doomed.close()
     log = m.log()

@@ -103,7 +103,7 @@ async def test_a_get_whose_body_is_cut_is_retried(autojump_clock):
     client = FakeClient(cuts=2)
     store = S3Store(client, "b")
     assert await store.get_range("k", ByteRange(0, 10), KEY) == b"0123456789"
-    assert client.gets == 3 and store.retried == 2
+    assert client.gets == 3 and store.stats.counts["retries"] == 2
 
 
 async def test_transient_failures_are_retried_for_retry_time_then_raised(autojump_clock):
