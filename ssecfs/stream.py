@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Mapping
+from typing import Protocol
 
 import trio
 
@@ -36,7 +37,18 @@ from .store.base import ObjectStore, Part, Stored
 log = logging.getLogger(__name__)
 
 Read = Callable[[ByteRange], Awaitable[bytes]]
-Abort = Callable[[str, str], Awaitable[None]]
+
+
+class Uploads(Protocol):
+    """What a stream needs of `transfer.Transfers`: uploads it creates, ends and aborts are
+    known to the mount (an outage's leftovers are found and aborted there)."""
+
+    async def create_multipart(self, key: str, metadata: Mapping[str, str],
+                               content_type: str) -> str: ...
+
+    def finished(self, upload_id: str) -> None: ...
+
+    async def abort(self, key: str, upload_id: str) -> None: ...
 
 
 def streamed_metadata(meta: Mapping[str, str]) -> dict[str, str]:
@@ -47,7 +59,7 @@ def streamed_metadata(meta: Mapping[str, str]) -> dict[str, str]:
 class PartStream:
     def __init__(self, store: ObjectStore, sse: SseCKey, key: str, metadata: Mapping[str, str],
                  content_type: str, part_size: int, concurrency: int, nursery: trio.Nursery,
-                 abort: Abort) -> None:
+                 uploads: Uploads) -> None:
         self.store = store
         self.sse = sse
         self.key = key
@@ -55,7 +67,7 @@ class PartStream:
         self.content_type = content_type
         self.part_size = part_size
         self._nursery = nursery
-        self._abort = abort
+        self._uploads = uploads
         self.upload_id: str | None = None
         self.dead = False  # the upload could not be created, or was given up
         self.sent = 0  # parts [0, sent) were handed to a task (by index from 0)
@@ -97,8 +109,8 @@ class PartStream:
         async with self._create_lock:
             if self.upload_id is None and not self.dead:
                 try:
-                    upload_id = await self.store.create_multipart(
-                        self.key, self.metadata, self.content_type, self.sse)
+                    upload_id = await self._uploads.create_multipart(
+                        self.key, self.metadata, self.content_type)
                 except SsecfsError as exc:
                     log.info("streaming the upload of %s failed to start (%s); it is "
                              "uploaded at close", self.key, exc)
@@ -158,12 +170,13 @@ class PartStream:
                             nursery.start_soon(send, i)
             stored = await self.store.complete_multipart(
                 key, upload_id, [parts[i] for i in range(len(ranges))])
+            self._uploads.finished(upload_id)
         except BaseException:
             # aborted before the error is raised, as any failed multipart upload; the retry
             # uploads the ordinary way (the data is all in the buffer still)
             self.dead, self.upload_id = True, None
             with trio.CancelScope(shield=True):
-                await self._abort(key, upload_id)
+                await self._uploads.abort(key, upload_id)
             self.settled.set()
             raise
         self.dead = True  # complete: nothing to abort
@@ -185,7 +198,7 @@ class PartStream:
             async with self._create_lock:  # and a CreateMultipartUpload in flight
                 upload_id, self.upload_id = self.upload_id, None
             if upload_id is not None:
-                await self._abort(self.key, upload_id)
+                await self._uploads.abort(self.key, upload_id)
         except Exception as exc:  # never raise in the nursery
             log.warning("could not abort the streamed upload of %s: %s", self.key, exc)
         finally:

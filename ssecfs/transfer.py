@@ -13,18 +13,21 @@ A failed multipart upload is aborted before the error is raised: none is left be
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import trio
 
-from .errors import ServerNotImplemented, SsecfsError, one_error
+from .errors import ServerNotImplemented, SsecfsError, StoreError, one_error
 from .keys import KeyRing
 from .parts import COPY_CHUNK, PartPlan, plan_parts
 from .ranges import ByteRange
 from .store.base import ObjectInfo, ObjectStore, Part, Stored
 
 log = logging.getLogger(__name__)
+
+LOST_CREATE_MARGIN_NS = 300 * 10**9  # server clock ahead of or behind ours
 
 Reader = Callable[[ByteRange], Awaitable[bytes]]
 
@@ -54,6 +57,16 @@ class Transfers:
         self.caps = caps or ServerCaps()
         # multipart uploads whose abort failed (the server was away): aborted later
         self.unaborted: list[tuple[str, str]] = []
+        # keys whose CreateMultipartUpload failed -> when it first did: the server may have
+        # made the upload and lost only its answer (a connection cut), leaving an upload
+        # this mount never learnt the id of
+        self._lost_creates: dict[str, int] = {}
+        self._live: set[str] = set()  # upload ids this mount is using now
+
+    @property
+    def leftovers(self) -> bool:
+        """Whether an outage may have left uploads in the bucket (`retry_aborts`)."""
+        return bool(self.unaborted or self._lost_creates)
 
     async def retry_aborts(self) -> None:
         """Abort the uploads an outage left behind; those that still fail stay listed."""
@@ -64,6 +77,38 @@ class Transfers:
                 log.info("aborted the multipart upload of %s left by an earlier failure", key)
             except SsecfsError:
                 self.unaborted.append((key, upload_id))
+        for key, since in list(self._lost_creates.items()):
+            try:
+                uploads = await self.store.list_uploads(key)
+            except SsecfsError:
+                continue
+            del self._lost_creates[key]
+            for up in uploads:
+                # the exact key, not in use here, begun around or after the failed create
+                # (a margin for the server's clock)
+                if up.key == key and up.upload_id not in self._live \
+                        and up.initiated_ns >= since - LOST_CREATE_MARGIN_NS:
+                    log.info("aborting an upload of %s whose creation this mount saw fail",
+                             key)
+                    await self.abort(key, up.upload_id)
+
+    async def create_multipart(self, key: str, metadata: Mapping[str, str],
+                               content_type: str) -> str:
+        """CreateMultipartUpload under the writing key; a failed one is remembered, as the
+        server may have made the upload anyway (`retry_aborts` looks for it)."""
+        started = time.time_ns()
+        try:
+            upload_id = await self.store.create_multipart(key, metadata, content_type,
+                                                          self.sse)
+        except StoreError:
+            self._lost_creates.setdefault(key, started)
+            raise
+        self._live.add(upload_id)
+        return upload_id
+
+    def finished(self, upload_id: str) -> None:
+        """The upload is complete or aborted: no longer this mount's to keep."""
+        self._live.discard(upload_id)
 
     async def upload(self, key: str, size: int, metadata: Mapping[str, str],
                      content_type: str, read: Reader, clean: Sequence[ByteRange] = (),
@@ -80,8 +125,8 @@ class Transfers:
     async def _multipart(self, key: str, metadata: Mapping[str, str], content_type: str,
                          plans: Sequence[PartPlan], read: Reader,
                          source: ObjectInfo | None) -> Stored:
-        upload_id = await self.store.create_multipart(key, metadata, content_type, self.sse)
-        if self.unaborted:
+        upload_id = await self.create_multipart(key, metadata, content_type)
+        if self.leftovers:
             await self.retry_aborts()  # the server answers again
         parts: list[Part] = []
         try:
@@ -95,7 +140,9 @@ class Transfers:
                 async with trio.open_nursery() as nursery:
                     for plan in plans:
                         nursery.start_soon(one, plan)
-            return await self.store.complete_multipart(key, upload_id, parts)
+            stored = await self.store.complete_multipart(key, upload_id, parts)
+            self.finished(upload_id)
+            return stored
         except BaseException:
             with trio.CancelScope(shield=True):
                 await self.abort(key, upload_id)
@@ -103,6 +150,7 @@ class Transfers:
 
     async def abort(self, key: str, upload_id: str) -> None:
         """Abort an upload; one that cannot be aborted now is kept for `retry_aborts`."""
+        self.finished(upload_id)
         try:
             await self.store.abort_multipart(key, upload_id)
         except Exception as exc:

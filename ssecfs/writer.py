@@ -84,7 +84,7 @@ class Writer:
             f.stream = PartStream(self.store, self.keys.writer, self.ns.key(path),
                                   meta_from_attr(f.attr), content_type_for(f.attr.kind),
                                   self.transfers.part_size, self.transfers.concurrency,
-                                  self.nursery, self.transfers.abort)
+                                  self.nursery, self.transfers)
         if f.stream is not None and not f.stream.dead:
             fetch = self.fetch_base(f)
 
@@ -194,7 +194,7 @@ class Writer:
             raise StoreError(f"upload of {path} failed") from exc
         self.verify(key, info)
         self._done(f, buf, info)
-        if self.transfers.unaborted:  # the server answers again: abort what an outage left
+        if self.transfers.leftovers:  # the server answers again: abort what an outage left
             await self.transfers.retry_aborts()
         f.attr = self.ns.attr_of(info).with_(mtime_ns=f.attr.mtime_ns)
         self.ns.stored(path, f.attr)

@@ -161,3 +161,21 @@ async def test_unmount_waits_for_the_abort_of_a_stream_given_up(
     assert await core5.fs.flush_all() == []  # what unmount runs
     assert core5.store.uploads == {}
     await core5.fs.release(fh)
+
+
+async def test_an_upload_whose_creation_answer_was_lost_is_aborted(
+        core5: Core, autojump_clock: Clock) -> None:
+    """A connection cut after the server made the upload: the mount never learnt its id, and
+    still leaves none behind once the server answers again."""
+    orphan = await core5.store.create_multipart("big", {}, "application/octet-stream",
+                                                core5.key)  # what the server made
+    core5.store.fail("CreateMultipartUpload", exc=StoreError("connection closed"))  # lost
+    data = os.urandom(12 * MiB)
+    fh = await core5.create("big")
+    await write_in_chunks(core5, fh, data)
+    await settle()
+    await core5.close(fh)
+    await settle()
+    assert core5.bucket() == {"big": data}
+    assert orphan not in core5.store.uploads
+    assert core5.store.uploads == {}
