@@ -90,6 +90,18 @@ class NotSupported(SsecfsError):
     errno = _errno.EOPNOTSUPP
 
 
+class NoAttribute(SsecfsError):
+    """No extended attribute of that name (ENODATA, which Linux calls ENOATTR)."""
+
+    errno = _errno.ENODATA
+
+
+class MetadataTooLarge(SsecfsError):
+    """The object's metadata would be over S3's 2 KiB limit on x-amz-meta-* headers."""
+
+    errno = _errno.ENOSPC
+
+
 class StoreError(SsecfsError):
     """A request to the object store failed for a reason not covered above (after retries)."""
 

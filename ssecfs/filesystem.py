@@ -25,16 +25,30 @@ from dataclasses import dataclass
 
 import trio
 
-from . import paths
-from .attrs import Attr, Defaults, KeyState, Kind, content_type_for, meta_from_attr
+from . import paths, xattrs
+from .attrs import (
+    KIND_OF_FORMAT,
+    METADATA_MAX,
+    SPECIAL,
+    Attr,
+    Defaults,
+    KeyState,
+    Kind,
+    content_for,
+    meta_from_attr,
+    metadata_size,
+)
 from .config import MountConfig
+from .content import Content, type_for_name
 from .errors import (
     BadHandle,
     Exists,
     InvalidName,
     IsADirectory,
     KeyMismatch,
+    MetadataTooLarge,
     NameTooLong,
+    NoAttribute,
     NotADirectory,
     NotEmpty,
     NotFound,
@@ -61,8 +75,18 @@ log = logging.getLogger(__name__)
 
 RENAME_NOREPLACE = 1
 RENAME_EXCHANGE = 2
+XATTR_CREATE = 1
+XATTR_REPLACE = 2
 
 DirEntry = tuple[str, Kind, ListedObject | None]
+
+
+def _renamed_content(content: Content, old: str, new: str) -> Content:
+    """A renamed file's content headers: a type that its old name gave follows the new
+    name (as s3fs does); one some tool chose is kept."""
+    if content.type == type_for_name(paths.name_of(old)):
+        return content.with_type(type_for_name(paths.name_of(new)))
+    return content
 
 
 @dataclass(frozen=True, slots=True)
@@ -487,7 +511,8 @@ class Filesystem:
         raise Exists(path)
 
     def _new_attr(self, kind: Kind, mode: int, uid: int, gid: int) -> Attr:
-        return Attr(kind, stat.S_IMODE(mode), uid, gid, 0, time.time_ns())
+        now = time.time_ns()
+        return Attr(kind, stat.S_IMODE(mode), uid, gid, 0, now, ctime_ns=now, atime_ns=now)
 
     async def create(self, parent_ino: int, name: str, mode: int, flags: int, uid: int,
                      gid: int) -> tuple[int, Entry]:
@@ -498,6 +523,7 @@ class Filesystem:
             entry = self._entry(path, attr)
             f = self._files[entry.ino] = OpenFile(entry.ino, attr, None, new=True)
             self.ns.creating(path)
+            self.ns.entry_changed(path)
         return self._add_handle(f, writable=True), entry
 
     async def mkdir(self, parent_ino: int, name: str, mode: int, uid: int, gid: int) -> Entry:
@@ -505,10 +531,10 @@ class Filesystem:
         async with self._claim((parent_ino, self._name(name))) as (path,):
             await self._must_not_exist(self._fits(path))
             attr = self._new_attr(Kind.DIR, mode, uid, gid)
-            await self.store.put(self.ns.dir_key(path), b"", meta_from_attr(attr),
-                                 content_type_for(Kind.DIR), self.keys.writer)
+            await self._put_small(path, attr, b"")
             self.ns.made_dir(path, empty=True)
             self.ns.stored(path, attr)
+            self.ns.entry_changed(path)
             return self._entry(path, attr)
 
     async def symlink(self, parent_ino: int, name: str, target: str, uid: int,
@@ -517,11 +543,34 @@ class Filesystem:
         async with self._claim((parent_ino, self._name(name))) as (path,):
             await self._must_not_exist(self._fits(path))
             body = paths.encode_name(target)
-            attr = Attr(Kind.SYMLINK, 0o777, uid, gid, len(body), time.time_ns())
-            await self.store.put(self.ns.key(path), body, meta_from_attr(attr),
-                                 content_type_for(Kind.SYMLINK), self.keys.writer)
+            attr = self._new_attr(Kind.SYMLINK, 0o777, uid, gid).with_(size=len(body))
+            await self._put_small(path, attr, body)
             self.ns.stored(path, attr)
+            self.ns.entry_changed(path)
             return self._entry(path, attr)
+
+    async def mknod(self, parent_ino: int, name: str, mode: int, rdev: int, uid: int,
+                    gid: int) -> Entry:
+        """A regular file (stored empty at once), a FIFO, a socket or a device node: an
+        empty object whose x-amz-meta-mode says what it is, as s3fs stores them."""
+        self._writable()
+        kind = KIND_OF_FORMAT.get(stat.S_IFMT(mode) or stat.S_IFREG)
+        if kind is None or kind in (Kind.DIR, Kind.SYMLINK):
+            raise InvalidName(f"mknod of file type {stat.S_IFMT(mode):o}")  # as mknod(2)
+        async with self._claim((parent_ino, self._name(name))) as (path,):
+            await self._must_not_exist(self._fits(path))
+            attr = self._new_attr(kind, mode, uid, gid).with_(rdev=rdev if kind in SPECIAL
+                                                              else 0)
+            await self._put_small(path, attr, b"")
+            self.ns.stored(path, attr)
+            self.ns.entry_changed(path)
+            return self._entry(path, attr)
+
+    async def _put_small(self, path: str, attr: Attr, body: bytes) -> None:
+        """PutObject of a directory marker, a symlink or an empty file with `attr`."""
+        key = self.ns.dir_key(path) if attr.kind is Kind.DIR else self.ns.key(path)
+        await self.store.put(key, body, meta_from_attr(attr),
+                             content_for(attr, paths.name_of(path)), self.keys.writer)
 
     async def rmdir(self, parent_ino: int, name: str) -> None:
         self._writable()
@@ -532,10 +581,13 @@ class Filesystem:
             if await self.ns.has_children(path, self._local_paths()):
                 raise NotEmpty(path)
             await self.store.delete(self.ns.dir_key(path))
+            for key in self.ns.compat_keys(path):  # a directory object of an older kind
+                await self.store.delete(key)
             self.ns.gone(path)
             await self.ns.keep_parent(path)
             self.ns.removed_dir(path)
             self.ns.gone(path)
+            self.ns.entry_changed(path)
             self.inodes.unlink(path)
 
     async def unlink(self, parent_ino: int, name: str) -> None:
@@ -556,6 +608,7 @@ class Filesystem:
                 await self.store.delete(self.ns.key(path))
                 self.ns.gone(path)
                 await self.ns.keep_parent(path)
+            self.ns.entry_changed(path)
             self.inodes.unlink(path)
 
     async def rename(self, old_parent: int, old_name: str, new_parent: int, new_name: str,
@@ -607,7 +660,9 @@ class Filesystem:
             if target is not None and target is not self._file_at(old):
                 self._detach(target)
             self.ns.gone(old)
-            self.ns.moved_here(new, src)
+            self.ns.moved_here(new, src.status_changed(time.time_ns()))
+            self.ns.entry_changed(old)
+            self.ns.entry_changed(new)
             self.inodes.rename(old, new)
 
     async def _rename_file(self, old: str, new: str, attr: Attr, replaces: bool) -> None:
@@ -625,8 +680,9 @@ class Filesystem:
         if attr.key_state is KeyState.MISMATCH:
             raise KeyMismatch(self.ns.key(old))
         info = await self.store.head(self.ns.key(old), self.keys.writer)
-        await self.transfers.copy(info, self.ns.key(new), meta_from_attr(self.ns.attr_of(info)),
-                                  content_type_for(attr.kind))
+        moved = self.ns.attr_of(info).status_changed(time.time_ns())
+        await self.transfers.copy(info, self.ns.key(new), meta_from_attr(moved),
+                                  _renamed_content(info.content, old, new))
         await self.store.delete(self.ns.key(old))
         if f is not None and f.base is not None:
             await self._rebase(f, self.ns.key(new))
@@ -660,8 +716,7 @@ class Filesystem:
             async with limiter:
                 info = await self.store.head(key, self.keys.writer)
                 target = new_pfx + key[len(old_pfx):]
-                await self.transfers.copy(info, target, dict(info.metadata),
-                                          info.content_type or content_type_for(Kind.FILE))
+                await self.transfers.copy(info, target, dict(info.metadata), info.content)
                 copied.append(target)
 
         try:
@@ -671,9 +726,7 @@ class Filesystem:
                         nursery.start_soon(move, key)
             if old_pfx not in keys:
                 # an implied directory: give the new one a marker so it exists even when empty
-                attr = await self.stat_path(old)
-                await self.store.put(new_pfx, b"", meta_from_attr(attr),
-                                     content_type_for(Kind.DIR), self.keys.writer)
+                await self._put_small(new, await self.stat_path(old), b"")
                 copied.append(new_pfx)
         except BaseException:
             # the rename failed before anything was deleted: take back the copies made, so
@@ -692,7 +745,7 @@ class Filesystem:
         # children before the markers of their directories (reverse order puts every key
         # before its prefixes): SeaweedFS keeps listing a directory forever when its marker
         # goes before its last child
-        await self.store.delete_many(sorted(keys, reverse=True))
+        await self.store.delete_many(sorted(keys, reverse=True) + self.ns.compat_keys(old))
         self.ns.removed_dir(old)
         self.ns.made_dir(new)
         for f in self._files_within(old):
@@ -713,57 +766,108 @@ class Filesystem:
     # ------------------------------------------------------------------ attributes
     async def setattr(self, ino: int, *, size: int | None = None, mode: int | None = None,
                       uid: int | None = None, gid: int | None = None,
-                      mtime_ns: int | None = None, fh: int | None = None) -> Entry:
-        self._writable()
-        if ino == ROOT_INODE:
-            return await self._setattr_claimed(ino, "", size, mode, uid, gid, mtime_ns)
+                      mtime_ns: int | None = None, atime_ns: int | None = None,
+                      fh: int | None = None) -> Entry:
+        """chmod, chown, utimensat, truncate. Every change but a truncate alone moves the
+        ctime; `touch -d`, `cp -p` and `mv` keep the mtime they set or had."""
+        changes: dict[str, object] = {k: v for k, v in (
+            ("mode", None if mode is None else stat.S_IMODE(mode)), ("uid", uid), ("gid", gid),
+            ("mtime_ns", mtime_ns), ("atime_ns", atime_ns)) if v is not None}
+
+        def change(attr: Attr) -> Attr:
+            if not changes:
+                return attr
+            return attr.with_(**changes).status_changed(time.time_ns())
+        return await self._change(ino, change, size)
+
+    # ------------------------------------------------------------------ extended attributes
+    async def getxattr(self, ino: int, name: str) -> bytes:
+        value = xattrs.get((await self._attr_of_inode(ino)).xattrs, name)
+        if value is None:
+            raise NoAttribute(name)
+        return value
+
+    async def listxattr(self, ino: int) -> list[str]:
+        return [name for name, _ in (await self._attr_of_inode(ino)).xattrs]
+
+    async def setxattr(self, ino: int, name: str, value: bytes, flags: int = 0) -> None:
+        xattrs.check_name(name)
+
+        def change(attr: Attr) -> Attr:
+            present = xattrs.get(attr.xattrs, name) is not None
+            if flags & XATTR_CREATE and present:
+                raise Exists(f"extended attribute {name}")
+            if flags & XATTR_REPLACE and not present:
+                raise NoAttribute(name)
+            new = attr.with_(xattrs=xattrs.with_attr(attr.xattrs, name, value))
+            size = metadata_size(meta_from_attr(new))
+            if size > METADATA_MAX:
+                log.warning("setxattr %s: the object's metadata would be %d bytes, over S3's "
+                            "limit of %d (ENOSPC)", name, size, METADATA_MAX)
+                raise MetadataTooLarge(f"metadata of {size} bytes")
+            return new.status_changed(time.time_ns())
+        await self._change(ino, change)
+
+    async def removexattr(self, ino: int, name: str) -> None:
+        def change(attr: Attr) -> Attr:
+            if xattrs.get(attr.xattrs, name) is None:
+                raise NoAttribute(name)
+            return attr.with_(xattrs=xattrs.without(attr.xattrs, name)).status_changed(
+                time.time_ns())
+        await self._change(ino, change)
+
+    async def _attr_of_inode(self, ino: int) -> Attr:
         f = self._files.get(ino)
         if f is not None and f.unlinked:
-            # ftruncate/fchmod of an open, unlinked file: it has no object any more
+            return f.attr
+        return await self.stat_path(self.inodes.path(ino))
+
+    # ------------------------------------------------------------------ attribute changes
+    async def _change(self, ino: int, change: Callable[[Attr], Attr],
+                      size: int | None = None) -> Entry:
+        """Apply `change` (and a truncate to `size`) to the attributes of `ino` and store
+        them: a directory's marker, a symlink or special file anew, a file's object by a copy
+        onto itself (or at the next flush, when it is open with changes)."""
+        self._writable()
+        if ino == ROOT_INODE:
+            root = await self.stat_path("")
+            if size is not None:
+                raise IsADirectory("the mount's root")
+            return Entry(ino, await self.ns.set_root(change(root)), self.cfg.cache_ttl)
+        f = self._files.get(ino)
+        if f is not None and f.unlinked:
+            # an open, unlinked file: it has no object any more, only these handles
             async with f.lock:
                 if size is not None:
                     await self.writer.truncate(f, size)
-                mode = stat.S_IMODE(mode) if mode is not None else None
-                f.attr = f.attr.with_(**{k: v for k, v in (("mode", mode), ("uid", uid),
-                                         ("gid", gid), ("mtime_ns", mtime_ns)) if v is not None})
+                f.attr = change(f.attr)
             return Entry(ino, f.attr, 0.0)
         async with self._claim(ino) as (path,):
-            return await self._setattr_claimed(ino, path, size, mode, uid, gid, mtime_ns)
+            return await self._change_claimed(ino, path, change, size)
 
-    async def _setattr_claimed(self, ino: int, path: str, size: int | None, mode: int | None,
-                               uid: int | None, gid: int | None,
-                               mtime_ns: int | None) -> Entry:
+    async def _change_claimed(self, ino: int, path: str, change: Callable[[Attr], Attr],
+                              size: int | None) -> Entry:
         attr = await self.stat_path(path)
         if attr.kind is Kind.DIR and size is not None:
             raise IsADirectory(path)
-        changes: dict[str, object] = {}
-        if mode is not None:
-            changes["mode"] = stat.S_IMODE(mode)
-        if uid is not None:
-            changes["uid"] = uid
-        if gid is not None:
-            changes["gid"] = gid
-        if mtime_ns is not None:
-            changes["mtime_ns"] = mtime_ns
-        if attr.kind is Kind.DIR:
-            new_attr = attr.with_(**changes)
-            if changes:
-                await self.store.put(self.ns.dir_key(path), b"", meta_from_attr(new_attr),
-                                     content_type_for(Kind.DIR), self.keys.writer)
-                self.ns.stored(path, new_attr)
-            return Entry(ino, new_attr, self.cfg.cache_ttl)
-        if attr.kind is Kind.SYMLINK:
-            # owner and times (lchown, utimensat(AT_SYMLINK_NOFOLLOW): rsync -a, tar, cp -a)
-            # are kept by rewriting the small object; a symlink's mode is always 0777
-            changes.pop("mode", None)
-            if not changes:
+        if attr.kind is not Kind.FILE:
+            new_attr = change(attr)
+            if attr.kind is Kind.SYMLINK:
+                new_attr = new_attr.with_(mode=0o777)  # a symlink's mode is always 0777
+            if new_attr == attr:
                 return Entry(ino, attr, self.cfg.cache_ttl)
-            new_attr = attr.with_(**changes)
-            key = self.ns.key(path)
-            sse = None if attr.key_state is KeyState.PLAIN else self.keys.writer
-            body = await self.store.get_range(key, None, sse)
-            await self.store.put(key, body, meta_from_attr(new_attr),
-                                 content_type_for(Kind.SYMLINK), self.keys.writer)
+            body = b""
+            if attr.kind is Kind.SYMLINK:
+                # lchown, utimensat(AT_SYMLINK_NOFOLLOW) (rsync -a, tar, cp -a): the small
+                # object is written again
+                sse = None if attr.key_state is KeyState.PLAIN else self.keys.writer
+                body = await self.store.get_range(self.ns.key(path), None, sse)
+            await self._put_small(path, new_attr, body)
+            if attr.kind is Kind.DIR:
+                # a directory object of an older kind gives way to the "dir/" marker just
+                # stored (s3fs does the same), or it would still be found first
+                for key in self.ns.compat_keys(path):
+                    await self.store.delete(key)
             self.ns.stored(path, new_attr)
             return Entry(ino, new_attr, self.cfg.cache_ttl)
         f = self._files.get(ino)
@@ -775,12 +879,14 @@ class Filesystem:
         async with f.lock if temporary else contextlib.nullcontext():
             if size is not None:
                 await self.writer.truncate(f, size)
-                changes.setdefault("mtime_ns", time.time_ns())
-            if changes:
-                f.attr = f.attr.with_(**changes)
+            new_attr = change(f.attr)
+            if new_attr != f.attr:
+                f.attr = new_attr
                 f.meta_dirty = True
-                if set(changes) - {"mtime_ns"} or mtime_ns is not None:
-                    self.writer.drop_stream(f)  # its metadata was fixed when it started
+                self.writer.drop_stream(f)  # its metadata was fixed when it started
+            elif size is not None:  # to the size it had: the times move all the same
+                f.attr = f.attr.content_changed(time.time_ns())
+                f.meta_dirty = True
             # an open, changed file is stored at its next flush; otherwise store it now
             if temporary or f.handles == 0 or (f.buffer is None and not f.new):
                 try:

@@ -58,14 +58,18 @@ def _attributes(entry: Entry) -> pyfuse3.EntryAttributes:
     out.st_nlink = 2 if a.kind.value == "dir" else 1
     out.st_uid = a.uid
     out.st_gid = a.gid
-    out.st_rdev = 0
+    out.st_rdev = a.rdev
     out.st_size = a.size
     out.st_blksize = 1024 * 1024
     out.st_blocks = -(-a.size // 512)
-    out.st_atime_ns = a.mtime_ns
+    out.st_atime_ns = a.atime
     out.st_mtime_ns = a.mtime_ns
-    out.st_ctime_ns = a.mtime_ns
+    out.st_ctime_ns = a.ctime
     return out
+
+
+def _xattr_name(name: bytes) -> str:
+    return name.decode("utf-8", "surrogateescape")
 
 
 def _forget_attrs(ino: int) -> None:
@@ -185,14 +189,14 @@ class Operations(pyfuse3.Operations):
     async def setattr(self, inode: int, attr: Any, fields: Any, fh: int | None,
                       ctx: Any) -> Any:
         # pyfuse3 turns UTIME_NOW into update_mtime with the current time already
-        mtime_ns = attr.st_mtime_ns if fields.update_mtime else None
         entry = await self.fs.setattr(
             inode,
             size=attr.st_size if fields.update_size else None,
             mode=attr.st_mode if fields.update_mode else None,
             uid=attr.st_uid if fields.update_uid else None,
             gid=attr.st_gid if fields.update_gid else None,
-            mtime_ns=mtime_ns, fh=fh)
+            mtime_ns=attr.st_mtime_ns if fields.update_mtime else None,
+            atime_ns=attr.st_atime_ns if fields.update_atime else None, fh=fh)
         return _attributes(entry)
 
     @_fuse_errors
@@ -202,7 +206,8 @@ class Operations(pyfuse3.Operations):
 
     @_fuse_errors
     async def mknod(self, parent_inode: int, name: bytes, mode: int, rdev: int, ctx: Any) -> Any:
-        raise pyfuse3.FUSEError(errno.EPERM)
+        return _attributes(await self.fs.mknod(parent_inode, decode_name(name), mode, rdev,
+                                               ctx.uid, ctx.gid))
 
     @_fuse_errors
     async def statfs(self, ctx: Any) -> Any:
@@ -227,10 +232,19 @@ class Operations(pyfuse3.Operations):
     async def getxattr(self, inode: int, name: bytes, ctx: Any) -> bytes:
         if inode == pyfuse3.ROOT_INODE and name == STATS_XATTR.encode():
             return json.dumps(self.fs.stats.snapshot()).encode()  # `ssecfs stats MOUNTPOINT`
-        raise pyfuse3.FUSEError(pyfuse3.ENOATTR)
+        return await self.fs.getxattr(inode, _xattr_name(name))
 
     @_fuse_errors
     async def listxattr(self, inode: int, ctx: Any) -> list[bytes]:
-        return []
+        return [n.encode("utf-8", "surrogateescape") for n in await self.fs.listxattr(inode)]
+
+    @_fuse_errors
+    async def setxattr(self, inode: int, name: bytes, value: bytes, ctx: Any) -> None:
+        # pyfuse3 gives no flags: XATTR_CREATE / XATTR_REPLACE are not passed on
+        await self.fs.setxattr(inode, _xattr_name(name), bytes(value))
+
+    @_fuse_errors
+    async def removexattr(self, inode: int, name: bytes, ctx: Any) -> None:
+        await self.fs.removexattr(inode, _xattr_name(name))
 
 

@@ -51,7 +51,7 @@ from .attrs import (
     KeyState,
     Kind,
     attr_from_meta,
-    content_type_for,
+    content_for,
     meta_from_attr,
 )
 from .cache import ChangeLog, TtlCache
@@ -62,6 +62,8 @@ from .store.base import ListedObject, ObjectInfo, ObjectStore
 
 log = logging.getLogger(__name__)
 
+FOLDER_SUFFIX = "_$folder$"  # directory objects of old s3 tools (s3fs's compat_dir)
+DIR_TIMES_MAX = 10_000  # directories whose in-mount mtime is remembered
 STAT_BATCH = 64  # listed siblings HEADed together by the first stat in a listed directory
 STAT_CONCURRENCY = 16  # HEADs in flight for such a batch
 
@@ -111,6 +113,14 @@ class Namespace:
         # directories this mount emptied: SeaweedFS keeps listing them as common prefixes
         self._removed_dirs: set[str] = set()
         self.mount_ns = time.time_ns()
+        # keys of directory objects of an older kind: "dir" with Content-Type
+        # application/x-directory or an S_IFDIR mode, and "dir_$folder$"
+        self._compat: set[str] = set()
+        # directories whose entries changed here: path -> when (their mtime and ctime in the
+        # mount; not stored in the bucket, which would cost a request per create)
+        self._dir_times: dict[str, int] = {}
+        self._root: Attr | None = None  # the root's attributes, kept in memory
+        self._root_marker = False  # a prefix mount whose prefix has a marker object
 
     # ------------------------------------------------------------------ helpers
     def key(self, path: str) -> str:
@@ -124,6 +134,45 @@ class Namespace:
                     self.mount_ns)
 
     implied_dir_attr = root_attr
+
+    async def root(self) -> Attr:
+        """The root's attributes: the defaults, or a prefix marker's, read once; then what
+        chmod, chown and touch of the mountpoint made them (kept in memory)."""
+        if self._root is None:
+            attr = self.root_attr()
+            if self.prefix:
+                try:
+                    info = await self.store.head(self.dir_key(""), self.keys.writer)
+                    attr = self.attr_of(info, is_dir=True).with_(key_state=KeyState.OK)
+                    self._root_marker = True
+                except SsecfsError:
+                    pass
+            if self._root is None:
+                self._root = attr
+        return self._root
+
+    async def set_root(self, attr: Attr) -> Attr:
+        """The root's attributes changed; a prefix marker gets them too."""
+        if self._root_marker:
+            await self.store.put(self.dir_key(""), b"", meta_from_attr(attr),
+                                 content_for(attr, ""), self.keys.writer)
+        self._root = attr
+        self._dir_times.pop("", None)
+        return attr
+
+    def entry_changed(self, path: str) -> None:
+        """An entry was added to or removed from `path`'s directory: its mtime and ctime
+        move (in the mount only)."""
+        parent = paths.parent_of(path)
+        self._dir_times.pop(parent, None)
+        self._dir_times[parent] = time.time_ns()
+        while len(self._dir_times) > DIR_TIMES_MAX:
+            del self._dir_times[next(iter(self._dir_times))]
+
+    def compat_keys(self, path: str) -> list[str]:
+        """The directory objects of an older kind known for the directory `path`."""
+        key = self.key(path)
+        return [k for k in (key, key + FOLDER_SUFFIX) if k in self._compat]
 
     def report_once(self, key: str, message: str, *args: object,
                     level: int = logging.WARNING) -> None:
@@ -172,6 +221,8 @@ class Namespace:
         self.changes.changed(path)
         self._absent.pop(path)
         self.attrs.put(path, attr)
+        if attr.kind is Kind.DIR:
+            self._dir_times.pop(path, None)  # its times are the ones just stored
         listing = self._listings.get(paths.parent_of(path))
         if listing is not None:  # kept up to date rather than dropped: no LIST to refill it
             name = paths.name_of(path)
@@ -195,7 +246,9 @@ class Namespace:
         problems: list[str] = []
         attr = attr_from_meta(dict(info.metadata), 0 if is_dir else info.size,
                               info.last_modified_ns, self.defaults, is_dir=is_dir,
-                              key_state=state, problems=problems)
+                              key_state=state, problems=problems, content=info.content)
+        if attr.kind is Kind.DIR and not info.key.endswith("/") and info.key != self.prefix:
+            self._compat.add(info.key)
         if problems:
             self.report_once(info.key, "%s has metadata ssecfs cannot use (%s): the mount's "
                              "defaults stand in for it", info.key, ", ".join(problems))
@@ -210,8 +263,13 @@ class Namespace:
     # ------------------------------------------------------------------ attributes
     async def stat(self, path: str) -> Attr:
         """Attributes of `path`, from cache or the bucket. Raises NotFound."""
-        if path == "":
-            return self.root_attr()
+        attr = await self.root() if path == "" else await self._stat(path)
+        changed = self._dir_times.get(path)
+        if changed is not None and attr.kind is Kind.DIR and changed > attr.ctime:
+            attr = attr.with_(mtime_ns=max(changed, attr.mtime_ns), ctime_ns=changed)
+        return attr
+
+    async def _stat(self, path: str) -> Attr:
         cached = self.attrs.get(path)
         if cached is not None:
             self.stats.add("attr_cache_hits")
@@ -305,6 +363,8 @@ class Namespace:
         marker = self.dir_key(path)
         page = await self.store.list_page(marker, delimiter=None, max_keys=1)
         if not page.objects and not page.prefixes:
+            if self.key(path) + FOLDER_SUFFIX in self._compat:
+                return self.implied_dir_attr()  # an empty "dir_$folder$" directory
             raise NotFound(path)
         if page.objects and page.objects[0].key == marker:
             self._marker_seen(page.objects[0])
@@ -370,6 +430,10 @@ class Namespace:
                 if obj.key.endswith("/"):
                     self._marker_seen(obj)
                     children.setdefault(name, (Kind.DIR, None))
+                elif name.endswith(FOLDER_SUFFIX) and not obj.size \
+                        and paths.valid_name(name[:-len(FOLDER_SUFFIX)]):
+                    self._compat.add(obj.key)
+                    children.setdefault(name[:-len(FOLDER_SUFFIX)], (Kind.DIR, None))
                 else:
                     if children.get(name, (None,))[0] is Kind.DIR:
                         self.report_once(obj.key, "%s is both a file and a directory prefix; "
@@ -424,5 +488,5 @@ class Namespace:
             return
         attr = self.attrs.get(parent) or self.implied_dir_attr()
         await self.store.put(self.dir_key(parent), b"", meta_from_attr(attr),
-                             content_type_for(Kind.DIR), self.keys.writer)
+                             content_for(attr, ""), self.keys.writer)
         self._markers.put(parent, True)

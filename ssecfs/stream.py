@@ -28,6 +28,7 @@ from typing import Protocol
 
 import trio
 
+from .content import Content
 from .errors import SsecfsError, one_error
 from .keys import SseCKey
 from .parts import part_size_for
@@ -44,7 +45,7 @@ class Uploads(Protocol):
     known to the mount (an outage's leftovers are found and aborted there)."""
 
     async def create_multipart(self, key: str, metadata: Mapping[str, str],
-                               content_type: str) -> str: ...
+                               content: Content) -> str: ...
 
     def finished(self, upload_id: str) -> None: ...
 
@@ -52,19 +53,19 @@ class Uploads(Protocol):
 
 
 def streamed_metadata(meta: Mapping[str, str]) -> dict[str, str]:
-    """The metadata a stream is created with: all but the mtime, unknown until the end."""
-    return {k: v for k, v in meta.items() if k != "mtime"}
+    """The metadata a stream is created with: all but the times, unknown until the end."""
+    return {k: v for k, v in meta.items() if k not in ("mtime", "ctime", "atime")}
 
 
 class PartStream:
     def __init__(self, store: ObjectStore, sse: SseCKey, key: str, metadata: Mapping[str, str],
-                 content_type: str, part_size: int, concurrency: int, nursery: trio.Nursery,
+                 content: Content, part_size: int, concurrency: int, nursery: trio.Nursery,
                  uploads: Uploads) -> None:
         self.store = store
         self.sse = sse
         self.key = key
         self.metadata = streamed_metadata(metadata)
-        self.content_type = content_type
+        self.content = content
         self.part_size = part_size
         self._nursery = nursery
         self._uploads = uploads
@@ -110,7 +111,7 @@ class PartStream:
             if self.upload_id is None and not self.dead:
                 try:
                     upload_id = await self._uploads.create_multipart(
-                        self.key, self.metadata, self.content_type)
+                        self.key, self.metadata, self.content)
                 except SsecfsError as exc:
                     log.info("streaming the upload of %s failed to start (%s); it is "
                              "uploaded at close", self.key, exc)
@@ -137,13 +138,13 @@ class PartStream:
 
     # ------------------------------------------------------------ at close / fsync
     async def finish(self, key: str, size: int, metadata: Mapping[str, str],
-                     content_type: str, read: Read, concurrency: int) -> Stored | None:
+                     content: Content, read: Read, concurrency: int) -> Stored | None:
         """Complete the upload as the file's `size` bytes at `key`: the parts already sent
         and unchanged are kept, the others sent now. None: this stream does not fit the file
         any more (it is then aborted); the caller uploads the ordinary way."""
         await self._idle.wait()
         usable = (not self.dead and self.upload_id is not None and key == self.key
-                  and size > self.part_size and content_type == self.content_type
+                  and size > self.part_size and content == self.content
                   and streamed_metadata(metadata) == self.metadata
                   and part_size_for(size, self.part_size) == self.part_size)
         if not usable:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import trio
 
+from .content import Content
 from .errors import ServerNotImplemented, SsecfsError, StoreError, one_error
 from .keys import KeyRing
 from .parts import COPY_CHUNK, PartPlan, plan_parts
@@ -93,12 +94,12 @@ class Transfers:
                     await self.abort(key, up.upload_id)
 
     async def create_multipart(self, key: str, metadata: Mapping[str, str],
-                               content_type: str) -> str:
+                               content: Content) -> str:
         """CreateMultipartUpload under the writing key; a failed one is remembered, as the
         server may have made the upload anyway (`retry_aborts` looks for it)."""
         started = time.time_ns()
         try:
-            upload_id = await self.store.create_multipart(key, metadata, content_type,
+            upload_id = await self.store.create_multipart(key, metadata, content,
                                                           self.sse)
         except StoreError:
             self._lost_creates.setdefault(key, started)
@@ -111,21 +112,21 @@ class Transfers:
         self._live.discard(upload_id)
 
     async def upload(self, key: str, size: int, metadata: Mapping[str, str],
-                     content_type: str, read: Reader, clean: Sequence[ByteRange] = (),
+                     content: Content, read: Reader, clean: Sequence[ByteRange] = (),
                      source: ObjectInfo | None = None) -> Stored:
         """Store `size` bytes at `key`. `read` gives the bytes; ranges in `clean` equal the
         object `source` in the bucket and may be copied server-side instead of sent."""
         if size <= self.part_size:
             return await self.store.put(key, await read(ByteRange(0, size)), metadata,
-                                        content_type, self.sse)
+                                        content, self.sse)
         copyable = clean if (source is not None and self.caps.part_copy) else ()
         plans = plan_parts(size, self.part_size, copyable)
-        return await self._multipart(key, metadata, content_type, plans, read, source)
+        return await self._multipart(key, metadata, content, plans, read, source)
 
-    async def _multipart(self, key: str, metadata: Mapping[str, str], content_type: str,
+    async def _multipart(self, key: str, metadata: Mapping[str, str], content: Content,
                          plans: Sequence[PartPlan], read: Reader,
                          source: ObjectInfo | None) -> Stored:
-        upload_id = await self.create_multipart(key, metadata, content_type)
+        upload_id = await self.create_multipart(key, metadata, content)
         if self.leftovers:
             await self.retry_aborts()  # the server answers again
         parts: list[Part] = []
@@ -171,13 +172,13 @@ class Transfers:
                                             self.sse)
 
     async def copy(self, source: ObjectInfo, target: str, metadata: Mapping[str, str],
-                   content_type: str) -> Stored:
+                   content: Content) -> Stored:
         """Make `target` hold the bytes of `source` with new metadata (target may be source)."""
         if source.size == 0:
-            return await self.store.put(target, b"", metadata, content_type, self.sse)
+            return await self.store.put(target, b"", metadata, content, self.sse)
         if self.caps.copy_object:
             try:
-                return await self.store.copy(source.key, target, metadata, content_type,
+                return await self.store.copy(source.key, target, metadata, content,
                                              self.sse, self.keys.for_md5(source.key_md5))
             except ServerNotImplemented:
                 self.caps.refuse("copy_object")
@@ -185,12 +186,12 @@ class Transfers:
             plans = [PartPlan(i + 1, rng, True) for i, rng in
                      enumerate(_copy_ranges(source.size, max(COPY_CHUNK, self.part_size)))]
             try:
-                return await self._multipart(target, metadata, content_type, plans,
+                return await self._multipart(target, metadata, content, plans,
                                              self._reader(source), source)
             except ServerNotImplemented:
                 self.caps.refuse("part_copy")
         # last resort: the bytes pass through this process (memory only)
-        return await self.upload(target, source.size, metadata, content_type,
+        return await self.upload(target, source.size, metadata, content,
                                  self._reader(source))
 
     def _reader(self, source: ObjectInfo) -> Reader:

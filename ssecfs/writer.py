@@ -19,7 +19,8 @@ import time
 
 import trio
 
-from .attrs import content_type_for, meta_from_attr
+from . import paths
+from .attrs import content_for, meta_from_attr
 from .buffer import Fetch, FileBuffer
 from .errors import NotFound, SsecfsError, StoreError, TooBig
 from .handles import OpenFile
@@ -75,14 +76,15 @@ class Writer:
         try:
             n = await buf.write(offset, data, self.fetch_base(f))
         finally:
-            f.attr = f.attr.with_(size=buf.size, mtime_ns=time.time_ns())
+            f.attr = f.attr.content_changed(time.time_ns()).with_(size=buf.size)
         if f.stream is not None:
             f.stream.touched(offset, offset + n)
         elif (path is not None and self.nursery is not None and f.streamable
               and buf.base_size == 0
               and buf.size > self.transfers.part_size and not f.unlinked):
             f.stream = PartStream(self.store, self.keys.writer, self.ns.key(path),
-                                  meta_from_attr(f.attr), content_type_for(f.attr.kind),
+                                  meta_from_attr(f.attr),
+                                  content_for(f.attr, paths.name_of(path)),
                                   self.transfers.part_size, self.transfers.concurrency,
                                   self.nursery, self.transfers)
         if f.stream is not None and not f.stream.dead:
@@ -122,7 +124,7 @@ class Writer:
         if f.buffer is None and f.base is not None and f.base.size == size and not f.new:
             return
         await self._buffer(f).truncate(size, self.fetch_base(f))
-        f.attr = f.attr.with_(size=size, mtime_ns=time.time_ns())
+        f.attr = f.attr.content_changed(time.time_ns()).with_(size=size)
         if f.stream is not None:
             f.stream.truncated(size)
 
@@ -140,15 +142,15 @@ class Writer:
             return
         key = self.ns.key(path)
         meta = meta_from_attr(f.attr)
-        ctype = content_type_for(f.attr.kind)
+        content = content_for(f.attr, paths.name_of(path))
         buf = f.buffer
         base = f.base
         try:
             if buf is None and base is not None and base.key == key and not f.new:
-                stored = await self.transfers.copy(base, key, meta, ctype)  # attributes only
+                stored = await self.transfers.copy(base, key, meta, content)  # attributes only
                 size = base.size
             elif buf is None and base is None:
-                stored = await self.store.put(key, b"", meta, ctype, self.keys.writer)
+                stored = await self.store.put(key, b"", meta, content, self.keys.writer)
                 size = 0
             else:
                 size = buf.size if buf is not None else f.attr.size
@@ -164,17 +166,17 @@ class Writer:
                 streamed = None
                 if f.stream is not None:
                     stream, f.stream = f.stream, None
-                    streamed = await stream.finish(key, size, meta, ctype, read,
+                    streamed = await stream.finish(key, size, meta, content, read,
                                                    self.transfers.concurrency)
                     if streamed is None:  # it gave itself up
                         self._track(stream)
                 stored = streamed or await self.transfers.upload(
-                    key, size, meta, ctype, read, clean if same_object else (),
+                    key, size, meta, content, read, clean if same_object else (),
                     base if same_object else None)
             if stored.proves(self.keys.writer):
                 # the answer echoed the writing key's MD5: no HEAD needed to prove it
                 info = ObjectInfo(key, size, stored.etag, time.time_ns(), meta,
-                                  stored.key_md5, ctype)
+                                  stored.key_md5, content)
             else:
                 try:
                     info = await self.store.head(key, self.keys.writer)
@@ -196,7 +198,8 @@ class Writer:
         self._done(f, buf, info)
         if self.transfers.leftovers:  # the server answers again: abort what an outage left
             await self.transfers.retry_aborts()
-        f.attr = self.ns.attr_of(info).with_(mtime_ns=f.attr.mtime_ns)
+        f.attr = self.ns.attr_of(info).with_(mtime_ns=f.attr.mtime_ns, ctime_ns=f.attr.ctime_ns,
+                                               atime_ns=f.attr.atime_ns)
         self.ns.stored(path, f.attr)
 
     @staticmethod

@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from ..content import Content
 from ..keys import SseCKey
 from ..ranges import ByteRange
 
@@ -30,7 +31,7 @@ class ObjectInfo:
     last_modified_ns: int
     metadata: Mapping[str, str] = field(default_factory=dict)
     key_md5: str | None = None  # base64 MD5 of the SSE-C key the server echoed; None: plain
-    content_type: str = ""
+    content: Content = field(default_factory=Content)
 
     @property
     def encrypted(self) -> bool:
@@ -93,10 +94,10 @@ class ObjectStore(Protocol):
                         token: str | None = None, max_keys: int = 1000) -> ListPage: ...
 
     async def put(self, key: str, body: bytes, metadata: Mapping[str, str],
-                  content_type: str, sse: SseCKey | None) -> Stored: ...
+                  content: Content, sse: SseCKey | None) -> Stored: ...
 
     async def create_multipart(self, key: str, metadata: Mapping[str, str],
-                               content_type: str, sse: SseCKey | None) -> str: ...
+                               content: Content, sse: SseCKey | None) -> str: ...
 
     async def upload_part(self, key: str, upload_id: str, number: int, body: bytes,
                           sse: SseCKey | None) -> Part: ...
@@ -113,7 +114,7 @@ class ObjectStore(Protocol):
     async def list_uploads(self, prefix: str) -> list[Upload]: ...
 
     async def copy(self, source: str, target: str, metadata: Mapping[str, str],
-                   content_type: str, sse: SseCKey | None,
+                   content: Content, sse: SseCKey | None,
                    source_sse: SseCKey | None) -> Stored: ...
 
     async def delete(self, key: str) -> None: ...

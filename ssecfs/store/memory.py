@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 import trio
 
+from ..content import Content
 from ..errors import KeyMismatch, NotFound, ServerNotImplemented, Stale, StoreError
 from ..keys import SseCKey
 from ..ranges import ByteRange
@@ -35,7 +36,7 @@ from .base import ListedObject, ListPage, ObjectInfo, Part, Stored, Upload
 class StoredObject:
     body: bytes
     metadata: dict[str, str]
-    content_type: str
+    content: Content
     key_md5: str | None
     etag: str
     last_modified_ns: int
@@ -45,7 +46,7 @@ class StoredObject:
 class _Upload:
     key: str
     metadata: dict[str, str]
-    content_type: str
+    content: Content
     key_md5: str | None
     parts: dict[int, bytes] = field(default_factory=dict)
     initiated_ns: int = field(default_factory=time.time_ns)
@@ -113,9 +114,11 @@ class MemoryStore:
 
     def put_object(self, key: str, body: bytes, sse: SseCKey | None = None,
                    metadata: Mapping[str, str] | None = None,
-                   content_type: str = "application/octet-stream") -> None:
+                   content_type: str = "application/octet-stream",
+                   content: Content | None = None) -> None:
         """Store an object as another client would (no request counted)."""
-        self._store(key, body, dict(metadata or {}), content_type, _md5(sse))
+        self._store(key, body, dict(metadata or {}), content or Content(content_type),
+                    _md5(sse))
 
     def body(self, key: str) -> bytes:
         return self.objects[key].body
@@ -139,11 +142,11 @@ class MemoryStore:
                 await gate._go.wait()
                 return
 
-    def _store(self, key: str, body: bytes, metadata: dict[str, str], content_type: str,
+    def _store(self, key: str, body: bytes, metadata: dict[str, str], content: Content,
                key_md5: str | None, etag: str | None = None) -> Stored:
         self._clock_ns += 1_000_000
         obj = self.objects[key] = StoredObject(
-            body, {k.lower(): v for k, v in metadata.items()}, content_type, key_md5,
+            body, {k.lower(): v for k, v in metadata.items()}, content, key_md5,
             etag or f'"{hashlib.md5(body).hexdigest()}"', self._clock_ns)
         return Stored(obj.etag, None if self.no_write_echo else key_md5)
 
@@ -161,7 +164,7 @@ class MemoryStore:
     def _info(key: str, obj: StoredObject) -> ObjectInfo:
         return ObjectInfo(key=key, size=len(obj.body), etag=obj.etag,
                           last_modified_ns=obj.last_modified_ns, metadata=dict(obj.metadata),
-                          key_md5=obj.key_md5, content_type=obj.content_type)
+                          key_md5=obj.key_md5, content=obj.content)
 
     # ---------------------------------------------------------------- reads
     async def head(self, key: str, sse: SseCKey | None) -> ObjectInfo:
@@ -210,16 +213,16 @@ class MemoryStore:
 
     # ---------------------------------------------------------------- writes
     async def put(self, key: str, body: bytes, metadata: Mapping[str, str],
-                  content_type: str, sse: SseCKey | None) -> Stored:
+                  content: Content, sse: SseCKey | None) -> Stored:
         await self._request("PutObject", key)
-        return self._store(key, bytes(body), dict(metadata), content_type, _md5(sse))
+        return self._store(key, bytes(body), dict(metadata), content, _md5(sse))
 
     async def create_multipart(self, key: str, metadata: Mapping[str, str],
-                               content_type: str, sse: SseCKey | None) -> str:
+                               content: Content, sse: SseCKey | None) -> str:
         await self._request("CreateMultipartUpload", key)
         self._next_upload += 1
         upload_id = f"upload-{self._next_upload}"
-        self.uploads[upload_id] = _Upload(key, dict(metadata), content_type, _md5(sse))
+        self.uploads[upload_id] = _Upload(key, dict(metadata), content, _md5(sse))
         return upload_id
 
     def _upload(self, key: str, upload_id: str, op: str) -> _Upload:
@@ -260,7 +263,7 @@ class MemoryStore:
         body = b"".join(up.parts[n] for n in numbers)
         digest = hashlib.md5(b"".join(hashlib.md5(up.parts[n]).digest() for n in numbers))
         del self.uploads[upload_id]
-        self._store(key, body, up.metadata, up.content_type, up.key_md5,
+        self._store(key, body, up.metadata, up.content, up.key_md5,
                     f'"{digest.hexdigest()}-{len(numbers)}"')
         return Stored("", None)  # as Ceph RGW: no ETag, no key MD5
 
@@ -269,13 +272,13 @@ class MemoryStore:
         self.uploads.pop(upload_id, None)
 
     async def copy(self, source: str, target: str, metadata: Mapping[str, str],
-                   content_type: str, sse: SseCKey | None,
+                   content: Content, sse: SseCKey | None,
                    source_sse: SseCKey | None) -> Stored:
         await self._request("CopyObject", target)
         if self.copy_object_501:
             raise ServerNotImplemented(f"CopyObject {target}: 501 NotImplemented")
         src = self._open(source, source_sse, "CopyObject")
-        return self._store(target, src.body, dict(metadata), content_type, _md5(sse))
+        return self._store(target, src.body, dict(metadata), content, _md5(sse))
 
     async def delete(self, key: str) -> None:
         await self._request("DeleteObject", key)

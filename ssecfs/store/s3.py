@@ -21,6 +21,7 @@ Rules:
 from __future__ import annotations
 
 import contextlib
+import datetime
 import logging
 import random
 import time
@@ -35,6 +36,7 @@ import urllib3.exceptions
 from botocore.config import Config
 
 from ..config import EndpointUrlError, check_endpoint_shape
+from ..content import BOTO_NAMES, Content, expires_time
 from ..errors import (
     EXIT_STORE,
     AccessDenied,
@@ -51,6 +53,20 @@ from ..keys import ALGORITHM, SseCKey
 from ..ranges import ByteRange
 from ..stats import Stats
 from .base import ListedObject, ListPage, ObjectInfo, Part, Stored, Upload
+
+
+def _content_args(content: Content) -> dict[str, Any]:
+    """boto3's parameters for the content headers an object is to have."""
+    args: dict[str, Any] = {}
+    for name, value in content.items().items():
+        if name == "expires":
+            when = expires_time(value)
+            if when is None:
+                continue
+            args["Expires"] = datetime.datetime.fromtimestamp(when, datetime.UTC)
+        else:
+            args[BOTO_NAMES[name]] = value
+    return args
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -300,7 +316,8 @@ class S3Store:
                           etag=str(resp.get("ETag", "")),
                           last_modified_ns=_ns(resp.get("LastModified")),
                           metadata=dict(resp.get("Metadata", {})), key_md5=key_md5,
-                          content_type=str(resp.get("ContentType", "")))
+                          content=Content.from_headers(
+                              resp.get("ResponseMetadata", {}).get("HTTPHeaders", {})))
 
     async def get_range(self, key: str, rng: ByteRange | None, sse: SseCKey | None, *,
                         etag: str | None = None) -> bytes:
@@ -363,12 +380,12 @@ class S3Store:
 
     # ---------------------------------------------------------------- writes
     async def put(self, key: str, body: bytes, metadata: Mapping[str, str],
-                  content_type: str, sse: SseCKey | None) -> Stored:
+                  content: Content, sse: SseCKey | None) -> Stored:
         self.stats.add("bytes_up", len(body))
         resp: Any = await self._call(
             "PutObject", key, self._client.put_object, detail=f" ({len(body)} bytes)",
             Bucket=self.bucket, Key=key, Body=body, Metadata=dict(metadata),
-            ContentType=content_type, **self._sse(sse))
+            **_content_args(content), **self._sse(sse))
         return self._stored("PutObject", key, resp, str(resp.get("ETag", "")), sse)
 
     @staticmethod
@@ -388,10 +405,10 @@ class S3Store:
         return Stored(etag, sse.md5_b64 if sse is not None and echoed else None)
 
     async def create_multipart(self, key: str, metadata: Mapping[str, str],
-                               content_type: str, sse: SseCKey | None) -> str:
+                               content: Content, sse: SseCKey | None) -> str:
         resp: Any = await self._call(
             "CreateMultipartUpload", key, self._client.create_multipart_upload,
-            Bucket=self.bucket, Key=key, Metadata=dict(metadata), ContentType=content_type,
+            Bucket=self.bucket, Key=key, Metadata=dict(metadata), **_content_args(content),
             **self._sse(sse))
         self._check_write_echo("CreateMultipartUpload", key, resp, sse)
         return str(resp["UploadId"])
@@ -432,12 +449,12 @@ class S3Store:
                              Bucket=self.bucket, Key=key, UploadId=upload_id)
 
     async def copy(self, source: str, target: str, metadata: Mapping[str, str],
-                   content_type: str, sse: SseCKey | None,
+                   content: Content, sse: SseCKey | None,
                    source_sse: SseCKey | None) -> Stored:
         resp: Any = await self._call(
             "CopyObject", target, self._client.copy_object, detail=f" from {source}",
             Bucket=self.bucket, Key=target, CopySource={"Bucket": self.bucket, "Key": source},
-            MetadataDirective="REPLACE", Metadata=dict(metadata), ContentType=content_type,
+            MetadataDirective="REPLACE", Metadata=dict(metadata), **_content_args(content),
             **self._sse(sse), **self._copy_source_sse(source_sse))
         return self._stored("CopyObject", target, resp,
                             str(resp.get("CopyObjectResult", {}).get("ETag", "")), sse)

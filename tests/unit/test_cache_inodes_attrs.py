@@ -115,7 +115,8 @@ def test_mtime_round_trip():
 
 
 def test_meta_round_trip():
-    a = Attr(Kind.FILE, 0o640, 1, 2, 0, 1600000000 * 10**9)
+    a = Attr(Kind.FILE, 0o640, 1, 2, 0, 1600000000 * 10**9, ctime_ns=1700000000 * 10**9,
+             atime_ns=1600000001 * 10**9)
     meta = meta_from_attr(a)
     assert meta["mode"] == str(stat.S_IFREG | 0o640)
     assert attr_from_meta(meta, 0, 0, D) == a
