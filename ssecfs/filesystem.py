@@ -266,8 +266,7 @@ class Filesystem:
                                 "bytes, more than a target can be: not read",
                                 self.ns.key(path), attr.size)
             raise NameTooLong(f"{path}: a symlink target of {attr.size} bytes")
-        sse = None if attr.key_state is KeyState.PLAIN else self.keys.writer
-        data = await self.store.get_range(self.ns.key(path), None, sse)
+        data = await self.ns.read_object(self.ns.key(path), attr.key_state is KeyState.PLAIN)
         return paths.decode_name(data)
 
     # ------------------------------------------------------------------ directories
@@ -321,8 +320,8 @@ class Filesystem:
     def _check_readable(self, path: str, attr: Attr) -> None:
         key = self.ns.key(path)
         if attr.key_state is KeyState.MISMATCH:
-            self.ns.report_once(key, "%s is encrypted with another SSE-C key: it is listed but "
-                                "cannot be read with this key (EACCES)", key)
+            self.ns.report_once(key, "%s is encrypted with an SSE-C key outside this mount's "
+                                "key ring: it is listed but cannot be read (EACCES)", key)
             raise KeyMismatch(key)
         if attr.key_state is KeyState.PLAIN:
             if self.cfg.encrypted_only:
@@ -624,7 +623,7 @@ class Filesystem:
             await self._flush_locked(f)
         if attr.key_state is KeyState.MISMATCH:
             raise KeyMismatch(self.ns.key(old))
-        info = await self.store.head(self.ns.key(old), self.keys.writer)
+        info = await self.ns.head_object(self.ns.key(old))  # with the key that opens it
         await self.transfers.copy(info, self.ns.key(new), meta_from_attr(self.ns.attr_of(info)),
                                   content_type_for(attr.kind))
         await self.store.delete(self.ns.key(old))
@@ -658,7 +657,7 @@ class Filesystem:
 
         async def move(key: str) -> None:
             async with limiter:
-                info = await self.store.head(key, self.keys.writer)
+                info = await self.ns.head_object(key)
                 target = new_pfx + key[len(old_pfx):]
                 await self.transfers.copy(info, target, dict(info.metadata),
                                           info.content_type or content_type_for(Kind.FILE))
@@ -705,7 +704,7 @@ class Filesystem:
         failed HEAD must not fail it: reads then go without an ETag check."""
         assert f.base is not None
         try:
-            f.base = await self.store.head(key, self.keys.writer)
+            f.base = await self.ns.head_object(key)
         except SsecfsError as exc:
             log.info("HEAD of %s after a rename failed (%s); reading it unchecked", key, exc)
             f.base = dataclasses.replace(f.base, key=key, etag="")
@@ -760,8 +759,7 @@ class Filesystem:
                 return Entry(ino, attr, self.cfg.cache_ttl)
             new_attr = attr.with_(**changes)
             key = self.ns.key(path)
-            sse = None if attr.key_state is KeyState.PLAIN else self.keys.writer
-            body = await self.store.get_range(key, None, sse)
+            body = await self.ns.read_object(key, attr.key_state is KeyState.PLAIN)
             await self.store.put(key, body, meta_from_attr(new_attr),
                                  content_type_for(Kind.SYMLINK), self.keys.writer)
             self.ns.stored(path, new_attr)
