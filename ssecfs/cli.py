@@ -32,7 +32,7 @@ from typing import Any
 
 from .config import MountConfig, OptionError, apply_o_options, split_bucket
 from .errors import EXIT_MOUNT, EXIT_STORE, EXIT_USAGE, SsecfsError, UserError
-from .keys import SseCKey, generate_key_file, load_key_fd, load_key_file
+from .keys import KeyRing, generate_key_file, load_key_ring, load_keys_file
 from .stats import XATTR as STATS_XATTR
 
 log = logging.getLogger(__name__)
@@ -63,8 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     h = sub.add_parser("key-md5", help="print base64(MD5(key)), the value S3 echoes",
                        description="Print base64(MD5(key)): the SSECustomerKeyMD5 that S3 "
                        "echoes and that `openssl dgst -md5 -binary KEY | base64` computes "
-                       "for a raw key file.")
-    h.add_argument("path")
+                       "for a raw key file. One line per key, in the file's order (the first "
+                       "one writes); with several files, each line ends with the file's name.")
+    h.add_argument("path", nargs="+")
     c = sub.add_parser("cleanup", help="abort unfinished multipart uploads",
                        description="Abort the multipart uploads under BUCKET[/PREFIX] that a "
                        "crash or an outage left unfinished (they hold storage). Needs no key.")
@@ -136,9 +137,13 @@ def cleanup_main(args: argparse.Namespace) -> int:
 
 def add_mount_options(m: argparse.ArgumentParser) -> None:
     m.add_argument("--key-file", metavar="PATH",
-                   help="file holding the SSE-C key (32 raw bytes, 32 characters or base64)")
+                   help="file holding the SSE-C key (32 raw bytes, 32 characters or base64; "
+                        "or one base64 key per line: the first writes, the others only read)")
     m.add_argument("--key-fd", metavar="N", type=int,
-                   help="read the key from inherited file descriptor N instead")
+                   help="read the key(s) from inherited file descriptor N instead")
+    m.add_argument("--old-key-file", metavar="PATH", action="append", dest="old_key_files",
+                   default=[], help="a file of read-only keys: objects under them read "
+                   "normally, what the mount writes is under the --key-file key (repeatable)")
     m.add_argument("--endpoint-url", metavar="URL", help="S3 endpoint, https:// only")
     m.add_argument("--region", metavar="R")
     m.add_argument("--profile", metavar="P", help="AWS profile for the credentials")
@@ -175,6 +180,9 @@ def config_from_args(args: argparse.Namespace, sloppy: bool = False) -> MountCon
         explicit["foreground"] = True
     if getattr(args, "debug", False):
         explicit["debug"] = True
+    old_key_files = getattr(args, "old_key_files", None)
+    if old_key_files:  # added to those of -o old_key_file=
+        explicit["old_key_files"] = (*cfg.old_key_files, *old_key_files)
     cfg = dataclasses.replace(cfg, **explicit)
     # "-o endpoint_url=" (an empty value from an unset variable in a unit) means "not given"
     unset: dict[str, Any] = {name: None for name in _TEXT_OPTIONS if getattr(cfg, name) == ""}
@@ -186,46 +194,51 @@ def config_from_args(args: argparse.Namespace, sloppy: bool = False) -> MountCon
     # the daemon changes to / : make every path absolute now
     absolute: dict[str, Any] = {name: os.path.abspath(getattr(cfg, name))
                                 for name in _PATH_OPTIONS if getattr(cfg, name) is not None}
+    if any(not p for p in cfg.old_key_files):
+        raise OptionError("an empty old_key_file: give the path of a file of read-only keys")
+    absolute["old_key_files"] = tuple(os.path.abspath(p) for p in cfg.old_key_files)
     cfg = dataclasses.replace(cfg, **absolute)
     if cfg.ca_bundle is not None and not os.path.isfile(cfg.ca_bundle):
         raise OptionError(f"CA bundle {cfg.ca_bundle} does not exist")
     return cfg
 
 
-def load_key(cfg: MountConfig) -> SseCKey:
-    if cfg.key_fd is not None:
-        return load_key_fd(cfg.key_fd)
-    assert cfg.key_file is not None
-    return load_key_file(cfg.key_file)
+def load_ring(cfg: MountConfig) -> KeyRing:
+    return load_key_ring(cfg.key_file, cfg.old_key_files, cfg.key_fd)
 
 
-def prepare_mount(cfg: MountConfig) -> tuple[SseCKey, logging.Handler]:
-    """Every check that needs no network: endpoint scheme, key, mountpoint, log target."""
+def prepare_mount(cfg: MountConfig) -> tuple[KeyRing, logging.Handler]:
+    """Every check that needs no network: endpoint scheme, keys, mountpoint, log target."""
     # imported here so that keygen and --help work without FUSE libraries
     from .log import choose_target, open_handler, register_key_bytes, register_secret
-    from .mount import SECRET_ENV, check_mountpoint
+    from .mount import SECRET_ENV, check_mountpoint, no_core_dumps
     from .store.s3 import check_endpoint_url
 
     check_endpoint_url(cfg.endpoint_url)
-    key = load_key(cfg)
-    register_key_bytes(key.raw)
+    undone = no_core_dumps()  # before the keys are in memory
+    keys = load_ring(cfg)
+    for key in keys.keys:
+        register_key_bytes(key.raw)
     for name in SECRET_ENV:
         secret = os.environ.get(name)
         if secret:
             register_secret(secret)
     check_mountpoint(cfg.mountpoint)
     handler = open_handler(choose_target(cfg.foreground, cfg.log_file))
-    return key, handler
+    if undone:
+        log.warning("could not disable core dumps (%s): a core dump of this process would "
+                    "hold the keys", ", ".join(undone))
+    return keys, handler
 
 
 def run_mount(cfg: MountConfig, verbose: bool = False) -> int:
     from .log import install_handler
 
-    key, handler = prepare_mount(cfg)
+    keys, handler = prepare_mount(cfg)
     if cfg.foreground:
         install_handler(handler, cfg.debug)
-        return _serve(cfg, key, lambda: None)
-    pid = _daemonize(cfg, key, handler)
+        return _serve(cfg, keys, lambda: None)
+    pid = _daemonize(cfg, keys, handler)
     if verbose:
         print(f"{PROG}: s3://{cfg.bucket}/{cfg.prefix} mounted on {cfg.mountpoint} "
               f"(pid {pid})", file=sys.stderr)
@@ -238,14 +251,14 @@ def _ignore_late_signal(signum: int, frame: Any) -> None:
     log.debug("ignoring %s: already stopped", signal.Signals(signum).name)
 
 
-def _serve(cfg: MountConfig, key: SseCKey, ready: Any) -> int:
+def _serve(cfg: MountConfig, keys: KeyRing, ready: Any) -> int:
     import trio
 
     from .mount import STOP_SIGNALS, serve
     for signum in STOP_SIGNALS:
         signal.signal(signum, _ignore_late_signal)
     try:
-        return trio.run(serve, cfg, key, ready)
+        return trio.run(serve, cfg, keys, ready)
     except UserError:
         raise
     except Exception:
@@ -254,7 +267,7 @@ def _serve(cfg: MountConfig, key: SseCKey, ready: Any) -> int:
                         "to see it on the terminal)", EXIT_MOUNT) from None
 
 
-def _daemonize(cfg: MountConfig, key: SseCKey, handler: logging.Handler) -> int:
+def _daemonize(cfg: MountConfig, keys: KeyRing, handler: logging.Handler) -> int:
     """Fork; return the daemon's pid once it serves, or raise its reason as a UserError."""
     read_fd, write_fd = os.pipe()
     pid = os.fork()
@@ -306,7 +319,7 @@ def _daemonize(cfg: MountConfig, key: SseCKey, handler: logging.Handler) -> int:
 
     code = EXIT_MOUNT
     try:
-        code = _serve(cfg, key, ready)
+        code = _serve(cfg, keys, ready)
     except UserError as exc:
         log.error("%s", exc)
         report(exc.exit_code, str(exc))
@@ -318,14 +331,21 @@ def _daemonize(cfg: MountConfig, key: SseCKey, handler: logging.Handler) -> int:
     os._exit(code)
 
 
-def key_md5(path: str) -> int:
-    key = load_key_file(path)
-    print(key.md5_b64)
-    with open(path, "rb") as f:
-        if f.read() != key.raw:
-            print(f"{PROG}: note: {path} holds the key as text or base64; this is the MD5 of "
-                  f"the 32 key bytes, which S3 echoes (openssl over the file itself differs)",
-                  file=sys.stderr)
+def key_md5(paths: Sequence[str]) -> int:
+    """One line per key of each file, in order; with several files, "MD5  PATH" lines."""
+    for path in paths:
+        keys = load_keys_file(path)
+        for key in keys:
+            print(key.md5_b64 if len(paths) == 1 else f"{key.md5_b64}  {path}")
+        with open(path, "rb") as f:
+            if len(keys) > 1:
+                print(f"{PROG}: note: {path} holds {len(keys)} keys (the first one writes); "
+                      f"these are the MD5s of each key's 32 bytes, which S3 echoes",
+                      file=sys.stderr)
+            elif f.read() != keys[0].raw:
+                print(f"{PROG}: note: {path} holds the key as text or base64; this is the MD5 "
+                      f"of the 32 key bytes, which S3 echoes (openssl over the file itself "
+                      f"differs)", file=sys.stderr)
     return 0
 
 

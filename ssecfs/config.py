@@ -2,7 +2,9 @@
 
 Defaults live here and only here. `-o` options (command line, mount(8) and /etc/fstab) are
 parsed by `apply_o_options`, which knows every option's type; an unknown option is an error
-that names it. Options that belong to mount(8) or systemd are accepted and dropped or mapped:
+that names it. Of an option given twice the last one wins, except for the repeatable ones
+(`old_key_file`), whose values add up in the order given. Options that belong to mount(8) or
+systemd are accepted and dropped or mapped:
 
 - dropped: `_netdev`, `nofail`, `noauto`, `auto`, `user`, `users`, `defaults`, `x-*` … (they
   steer mount(8) and systemd's fstab generator, which have acted on them before ssecfs runs);
@@ -55,8 +57,9 @@ class MountConfig:
     bucket: str
     prefix: str  # "" or "some/prefix/" (always ends with "/")
     mountpoint: str
-    key_file: str | None = None
+    key_file: str | None = None  # its first key writes; more lines: read-only keys
     key_fd: int | None = None
+    old_key_files: tuple[str, ...] = ()  # read-only keys (-o old_key_file=…, repeatable)
     endpoint_url: str | None = None
     region: str | None = None
     profile: str | None = None
@@ -260,11 +263,13 @@ class _Option:
     parse: Callable[[str], object]
     flag: bool = False  # may appear without "=value"
     flag_value: object = True
+    repeated: bool = False  # may appear several times: the field is a tuple of the values
 
 
 # The -o options ssecfs itself understands: name -> (MountConfig field, parser).
 OPTIONS: dict[str, _Option] = {
     "key_file": _Option("key_file", str),
+    "old_key_file": _Option("old_key_files", str, repeated=True),
     "endpoint_url": _Option("endpoint_url", str),
     "endpoint": _Option("endpoint_url", str),  # aws-cli's short spelling
     "region": _Option("region", str),
@@ -369,6 +374,9 @@ def apply_o_options(cfg: MountConfig, values: Iterable[str],
                 raise OptionError(f"bad value for -o {name}: {exc}") from None
             if opt.flag and opt.flag_value is False:
                 value = not value
+        if opt.repeated:
+            before = changes.get(opt.field, getattr(cfg, opt.field))
+            value = (*before, value)  # type: ignore[misc]
         changes[opt.field] = value
     if kernel != list(cfg.fuse_options):
         changes["fuse_options"] = tuple(dict.fromkeys(kernel))

@@ -52,10 +52,12 @@ class KeyMismatch(SsecfsError):
     """The object is SSE-C encrypted with a key other than the mount's.
 
     EACCES, not EIO: the bytes exist, this key is not allowed to read them. It is an error for
-    that object only; the rest of the mount keeps working.
+    that object only; the rest of the mount keeps working. `echoed_md5`: the object's key MD5
+    when the server named it in its answer (a key ring then tries that key next).
     """
 
     errno = _errno.EACCES
+    echoed_md5: str | None = None
 
 
 class UnencryptedRefused(SsecfsError):

@@ -290,8 +290,7 @@ class Filesystem:
                                 "bytes, more than a target can be: not read",
                                 self.ns.key(path), attr.size)
             raise NameTooLong(f"{path}: a symlink target of {attr.size} bytes")
-        sse = None if attr.key_state is KeyState.PLAIN else self.keys.writer
-        data = await self.store.get_range(self.ns.key(path), None, sse)
+        data = await self.ns.read_object(self.ns.key(path), attr.key_state is KeyState.PLAIN)
         return paths.decode_name(data)
 
     # ------------------------------------------------------------------ directories
@@ -345,8 +344,8 @@ class Filesystem:
     def _check_readable(self, path: str, attr: Attr) -> None:
         key = self.ns.key(path)
         if attr.key_state is KeyState.MISMATCH:
-            self.ns.report_once(key, "%s is encrypted with another SSE-C key: it is listed but "
-                                "cannot be read with this key (EACCES)", key)
+            self.ns.report_once(key, "%s is encrypted with an SSE-C key outside this mount's "
+                                "key ring: it is listed but cannot be read (EACCES)", key)
             raise KeyMismatch(key)
         if attr.key_state is KeyState.PLAIN:
             if self.cfg.encrypted_only:
@@ -679,7 +678,7 @@ class Filesystem:
             await self._flush_locked(f)
         if attr.key_state is KeyState.MISMATCH:
             raise KeyMismatch(self.ns.key(old))
-        info = await self.store.head(self.ns.key(old), self.keys.writer)
+        info = await self.ns.head_object(self.ns.key(old))  # with the key that opens it
         moved = self.ns.attr_of(info).status_changed(time.time_ns())
         await self.transfers.copy(info, self.ns.key(new), meta_from_attr(moved),
                                   _renamed_content(info.content, old, new))
@@ -714,7 +713,7 @@ class Filesystem:
 
         async def move(key: str) -> None:
             async with limiter:
-                info = await self.store.head(key, self.keys.writer)
+                info = await self.ns.head_object(key)
                 target = new_pfx + key[len(old_pfx):]
                 await self.transfers.copy(info, target, dict(info.metadata), info.content)
                 copied.append(target)
@@ -758,7 +757,7 @@ class Filesystem:
         failed HEAD must not fail it: reads then go without an ETag check."""
         assert f.base is not None
         try:
-            f.base = await self.store.head(key, self.keys.writer)
+            f.base = await self.ns.head_object(key)
         except SsecfsError as exc:
             log.info("HEAD of %s after a rename failed (%s); reading it unchecked", key, exc)
             f.base = dataclasses.replace(f.base, key=key, etag="")
@@ -860,8 +859,8 @@ class Filesystem:
             if attr.kind is Kind.SYMLINK:
                 # lchown, utimensat(AT_SYMLINK_NOFOLLOW) (rsync -a, tar, cp -a): the small
                 # object is written again
-                sse = None if attr.key_state is KeyState.PLAIN else self.keys.writer
-                body = await self.store.get_range(self.ns.key(path), None, sse)
+                body = await self.ns.read_object(self.ns.key(path),
+                                                 attr.key_state is KeyState.PLAIN)
             await self._put_small(path, new_attr, body)
             if attr.kind is Kind.DIR:
                 # a directory object of an older kind gives way to the "dir/" marker just

@@ -42,8 +42,9 @@ from .errors import (
 )
 from .filesystem import Filesystem
 from .fuse_ops import Operations
-from .keys import KeyRing, SseCKey
+from .keys import KeyRing
 from .log import register_secret
+from .namespace import head_with_ring
 from .store.s3 import S3Store, make_client
 
 log = logging.getLogger(__name__)
@@ -86,6 +87,32 @@ def check_mountpoint(path: str) -> None:
         raise UserError(f"{path} is already an ssecfs mount: umount {path} first", EXIT_MOUNT)
 
 
+PR_SET_DUMPABLE = 4  # <linux/prctl.h>
+
+
+def no_core_dumps() -> list[str]:
+    """Keep the keys out of core dumps: RLIMIT_CORE 0 (soft and hard: no core file, and
+    systemd-coredump and apport honour it) and PR_SET_DUMPABLE 0 (the kernel writes no dump
+    even to a core_pattern pipe, and other processes of the same user can no longer ptrace
+    the daemon or read its memory through /proc). Before any key is read; best effort:
+    returns what could not be done, for the log."""
+    import ctypes
+    import resource
+
+    failed = []
+    try:
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    except (OSError, ValueError):
+        failed.append("RLIMIT_CORE")
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
+            failed.append("PR_SET_DUMPABLE")
+    except (OSError, AttributeError):
+        failed.append("PR_SET_DUMPABLE")
+    return failed
+
+
 def check_cache_dir(path: str) -> None:
     """The spill directory must be creatable and writable now, not at the first big write."""
     try:
@@ -99,15 +126,16 @@ def check_cache_dir(path: str) -> None:
                         EXIT_USAGE) from None
 
 
-async def check_key(store: S3Store, key: SseCKey, prefix: str, key_file: str) -> None:
-    """Refuse to mount when the key opens none of the first few encrypted objects."""
+async def check_key(store: S3Store, keys: KeyRing, prefix: str, key_file: str) -> None:
+    """Refuse to mount when no key of the ring opens any of the first few encrypted
+    objects."""
     page = await store.list_page(prefix, delimiter=None, max_keys=50)
     mismatched: list[str] = []
     for obj in page.objects[: KEY_SAMPLE * 4]:
         if len(mismatched) >= KEY_SAMPLE:
             break
         try:
-            info = await store.head(obj.key, key)
+            info = await head_with_ring(store, obj.key, keys)
         except KeyMismatch:
             mismatched.append(obj.key)
             continue
@@ -116,8 +144,10 @@ async def check_key(store: S3Store, key: SseCKey, prefix: str, key_file: str) ->
         if info.encrypted:
             return  # the key opens at least one object: good enough
     if mismatched:
+        which = f"the key in {key_file} does" if len(keys) == 1 else \
+            f"none of the {len(keys)} keys ({key_file} and the old key files) does"
         raise UserError(
-            f"the key in {key_file} does not open {mismatched[0]} nor any other object sampled "
+            f"{which} not open {mismatched[0]} nor any other object sampled "
             f"(they are encrypted with another SSE-C key): wrong key file? "
             f"Use -o no_key_check to mount anyway", EXIT_KEY)
 
@@ -164,7 +194,7 @@ def _unwrap(exc: BaseException) -> BaseException:
     return exc
 
 
-async def serve(cfg: MountConfig, key: SseCKey, ready: Callable[[], None]) -> int:
+async def serve(cfg: MountConfig, keys: KeyRing, ready: Callable[[], None]) -> int:
     """Mount, serve until unmounted or signalled, upload what is dirty; the exit status.
 
     SIGTERM/SIGINT/SIGHUP are handled for the whole run, the final uploads included, so that a
@@ -178,7 +208,7 @@ async def serve(cfg: MountConfig, key: SseCKey, ready: Callable[[], None]) -> in
             async with trio.open_nursery() as outer:
                 outer.start_soon(_on_signals, signals, run)
                 try:
-                    return await _serve(cfg, key, ready, run)
+                    return await _serve(cfg, keys, ready, run)
                 finally:
                     outer.cancel_scope.cancel()
     except BaseExceptionGroup as group:
@@ -190,7 +220,8 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 READY_TIMEOUT = 60.0
 
 
-async def _serve(cfg: MountConfig, key: SseCKey, ready: Callable[[], None], run: _Run) -> int:
+async def _serve(cfg: MountConfig, keys: KeyRing, ready: Callable[[], None],
+                 run: _Run) -> int:
     with run.startup:
         check_cache_dir(cfg.spill_dir())  # local and quick: before any request
         client = make_client(endpoint_url=cfg.endpoint_url, region=cfg.region,
@@ -204,13 +235,13 @@ async def _serve(cfg: MountConfig, key: SseCKey, ready: Callable[[], None], run:
         store = S3Store(client, cfg.bucket, retry_time=cfg.retry_time)
         await store.check_bucket(cfg.prefix, endpoint)
         if cfg.key_check:
-            await check_key(store, key, cfg.prefix, cfg.key_file or "the key file")
+            await check_key(store, keys, cfg.prefix, cfg.key_file or "the key file")
         check_mountpoint(cfg.mountpoint)
     if run.startup.cancelled_caught:
         signum = run.signal or signal.SIGTERM
         raise UserError(f"interrupted by {signal.Signals(signum).name} before "
                         f"{cfg.mountpoint} was mounted", 128 + signum)
-    fs = Filesystem(store, cfg, KeyRing(key), stats=store.stats)
+    fs = Filesystem(store, cfg, keys, stats=store.stats)
     ops = Operations(fs)
     options = set(pyfuse3.default_options) | fuse_mount_options(cfg)
     try:
@@ -221,6 +252,10 @@ async def _serve(cfg: MountConfig, key: SseCKey, ready: Callable[[], None], run:
     run.phase = "serving"
     source = f"s3://{cfg.bucket}/{cfg.prefix}"
     log.info("mounted %s on %s (endpoint %s, key from %s)", source, cfg.mountpoint, endpoint,
+             cfg.key_file or f"file descriptor {cfg.key_fd}")
+    # the count only: the log redacts even key MD5s (log.register_key_bytes); `ssecfs key-md5
+    # FILE` prints them
+    log.info("key ring: %d key(s); the first one of %s writes", len(keys),
              cfg.key_file or f"file descriptor {cfg.key_fd}")
     failed: list[str] = []
     flushed = False

@@ -6,8 +6,16 @@ Theory of operation
 - Attributes come from HeadObject (s3fs metadata, `attrs`) and are cached for `cache_ttl`
   seconds, as are directory listings (ListObjectsV2 with "/" as delimiter) and names known
   not to exist. A fresh listing of the parent answers "no such file" without a request.
-- An object encrypted with another key is listed (size and date come from the listing, which
-  needs no key) but cannot be opened: EACCES, logged once with its name.
+- Key ring (`keys.KeyRing`): an object opens with any key of the ring. `head_object` tries
+  the key remembered for the object (else the writer), then the others, each once
+  (`head_with_ring`); a server that names the object's key MD5 in its refusal sends it
+  straight to that key. A key other than the writer that opened an object is remembered
+  for it (`_openers`, by object key), so that its next HEADs and GETs cost no extra request;
+  the memory is a hint only (a wrong one costs one refused request, then the ring is tried
+  again), so it needs no ChangeLog check. Objects the mount stores are under the writer:
+  their hint goes.
+- An object encrypted with a key outside the ring is listed (size and date come from the
+  listing, which needs no key) but cannot be opened: EACCES, logged once with its name.
 - SeaweedFS keeps listing a directory after everything below it was removed ("ghosts"): the
   directories this mount emptied are checked once more before they are shown.
 
@@ -37,6 +45,7 @@ from __future__ import annotations
 
 import bisect
 import logging
+import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -56,7 +65,7 @@ from .attrs import (
 )
 from .cache import ChangeLog, TtlCache
 from .errors import KeyMismatch, NotFound, SsecfsError, one_error
-from .keys import KeyRing
+from .keys import KeyRing, SseCKey
 from .stats import Stats
 from .store.base import ListedObject, ObjectInfo, ObjectStore
 
@@ -66,6 +75,34 @@ FOLDER_SUFFIX = "_$folder$"  # directory objects of old s3 tools (s3fs's compat_
 DIR_TIMES_MAX = 10_000  # directories whose in-mount mtime is remembered
 STAT_BATCH = 64  # listed siblings HEADed together by the first stat in a listed directory
 STAT_CONCURRENCY = 16  # HEADs in flight for such a batch
+OPENERS_MAX = 100_000  # objects whose (non-writing) key is remembered
+
+
+async def head_with_ring(store: ObjectStore, key: str, keys: KeyRing,
+                         first: SseCKey | None = None) -> ObjectInfo:
+    """HEAD `key` with the ring's key that opens it, trying each key once: `first` (the one
+    remembered for the object), the writer, then the readers. A refusal that names the
+    object's key MD5 (`KeyMismatch.echoed_md5`) sends the next try to that key; once a key
+    was refused, the store need not ask why again (`encrypted=True`: on S3Store, a refused
+    key costs one HEAD, not two). Raises the first KeyMismatch when no key of the ring opens
+    the object."""
+    queue = list(keys.trial_order(first))
+    tried: set[SseCKey] = set()
+    refused: KeyMismatch | None = None
+    while queue:
+        sse = queue.pop(0)
+        if sse in tried:
+            continue
+        tried.add(sse)
+        try:
+            return await store.head(key, sse, encrypted=refused is not None)
+        except KeyMismatch as exc:
+            refused = refused or exc
+            named = keys.known(exc.echoed_md5)
+            if named is not None and named not in tried:
+                queue.insert(0, named)
+    assert refused is not None
+    raise refused
 
 
 @dataclass(slots=True)
@@ -110,6 +147,8 @@ class Namespace:
         # directories known to have a "dir/" marker object
         self._markers: TtlCache[str, bool] = TtlCache(cache_ttl, clock=clock)
         self._reported: set[str] = set()
+        # object key -> the ring's non-writing key that opened it (a hint: see the docstring)
+        self._openers: TtlCache[str, SseCKey] = TtlCache(math.inf, max_entries=OPENERS_MAX)
         # directories this mount emptied: SeaweedFS keeps listing them as common prefixes
         self._removed_dirs: set[str] = set()
         self.mount_ns = time.time_ns()
@@ -142,7 +181,7 @@ class Namespace:
             attr = self.root_attr()
             if self.prefix:
                 try:
-                    info = await self.store.head(self.dir_key(""), self.keys.writer)
+                    info = await self.head_object(self.dir_key(""))
                     attr = self.attr_of(info, is_dir=True).with_(key_state=KeyState.OK)
                     self._root_marker = True
                 except SsecfsError:
@@ -174,6 +213,47 @@ class Namespace:
         key = self.key(path)
         return [k for k in (key, key + FOLDER_SUFFIX) if k in self._compat]
 
+    def sse_for(self, key: str) -> SseCKey:
+        """The key to read object `key` with: the one remembered for it, else the writer."""
+        return self._openers.get(key) or self.keys.writer
+
+    def _opened(self, key: str, info: ObjectInfo) -> None:
+        opener = self.keys.for_md5(info.key_md5)
+        if opener is None or opener == self.keys.writer:
+            self._openers.pop(key)
+        else:
+            self._openers.put(key, opener)
+
+    def _rewritten(self, path: str) -> None:
+        """What is at or below `path` was just written or removed by the mount: any object
+        there now is under the writing key."""
+        key, below = self.key(path), self.dir_key(path)
+        self._openers.pop_where(lambda k: k == key or k.startswith(below))
+
+    async def head_object(self, key: str) -> ObjectInfo:
+        """HEAD object `key` with the key of the ring that opens it (remembered)."""
+        try:
+            info = await head_with_ring(self.store, key, self.keys, self._openers.get(key))
+        except KeyMismatch:
+            self._openers.pop(key)
+            raise
+        self._opened(key, info)
+        return info
+
+    async def read_object(self, key: str, plain: bool) -> bytes:
+        """The whole object `key` (a symlink's target) with the key that opens it; `plain`:
+        stored without SSE-C. A remembered key that no longer opens it (another client
+        rewrote it) sends a HEAD through the ring, then the GET again."""
+        if plain:
+            return await self.store.get_range(key, None, None)
+        try:
+            return await self.store.get_range(key, None, self.sse_for(key))
+        except KeyMismatch:
+            if len(self.keys) == 1:
+                raise
+        info = await self.head_object(key)
+        return await self.store.get_range(key, None, self.keys.for_md5(info.key_md5))
+
     def report_once(self, key: str, message: str, *args: object,
                     level: int = logging.WARNING) -> None:
         if key not in self._reported:
@@ -200,6 +280,7 @@ class Namespace:
     def gone(self, path: str) -> None:
         """The mount removed `path` (and all below it) from the bucket, or moved it away."""
         self._forget_within(path)
+        self._rewritten(path)
         self._absent.put(path, True)
         listing = self._listings.get(paths.parent_of(path))
         if listing is not None:
@@ -208,6 +289,7 @@ class Namespace:
     def moved_here(self, path: str, attr: Attr) -> None:
         """A rename put `attr`'s file or directory at `path`: what was cached below goes."""
         self._forget_within(path)
+        self._rewritten(path)
         self.stored(path, attr)
 
     def learnt(self, path: str, attr: Attr, epoch: int) -> None:
@@ -219,6 +301,8 @@ class Namespace:
         """The mount itself just stored `path` with `attr` (new content or attributes).
         What is below it is unchanged: a `chmod` of a directory keeps its children cached."""
         self.changes.changed(path)
+        self._openers.pop(self.key(path))
+        self._openers.pop(self.dir_key(path))
         self._absent.pop(path)
         self.attrs.put(path, attr)
         if attr.kind is Kind.DIR:
@@ -311,7 +395,7 @@ class Namespace:
             async with limiter:
                 epoch = self.changes.epoch
                 try:
-                    info = await self.store.head(self.key(p), self.keys.writer)
+                    info = await self.head_object(self.key(p))
                 except SsecfsError:
                     return
                 self.learnt(p, self.attr_of(info), epoch)
@@ -326,7 +410,7 @@ class Namespace:
         key = self.key(path)
         epoch = self.changes.epoch
         try:
-            info = await self.store.head(key, self.keys.writer)
+            info = await self.head_object(key)
         except KeyMismatch:
             self.learnt(path, await self.mismatched(path, key), epoch)
             raise
@@ -336,7 +420,7 @@ class Namespace:
     async def _resolve(self, path: str) -> Attr:
         key = self.key(path)
         try:
-            info = await self.store.head(key, self.keys.writer)
+            info = await self.head_object(key)
         except NotFound:
             listing = await self._listing_for_lookup(paths.parent_of(path))
             if listing is not None:
@@ -370,7 +454,7 @@ class Namespace:
             self._marker_seen(page.objects[0])
             self._markers.put(path, True)
             try:
-                info = await self.store.head(marker, self.keys.writer)
+                info = await self.head_object(marker)
                 return self.attr_of(info, is_dir=True).with_(key_state=KeyState.OK)
             except (KeyMismatch, NotFound):
                 return self.implied_dir_attr().with_(mtime_ns=page.objects[0].last_modified_ns)
@@ -378,8 +462,8 @@ class Namespace:
 
     async def mismatched(self, path: str, key: str) -> Attr:
         """An object under another key: listed from ListObjects (no key needed), unreadable."""
-        self.report_once(key, "%s is encrypted with another SSE-C key: it is listed but "
-                         "cannot be read with this key (EACCES)", key)
+        self.report_once(key, "%s is encrypted with an SSE-C key outside this mount's key "
+                         "ring: it is listed but cannot be read (EACCES)", key)
         page = await self.store.list_page(key, delimiter=None, max_keys=1)
         obj = page.objects[0] if page.objects and page.objects[0].key == key else None
         return Attr(Kind.FILE, self.defaults.file_mode, self.defaults.uid, self.defaults.gid,

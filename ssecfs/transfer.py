@@ -7,6 +7,12 @@ Ceph RGW 16 answers CopyObject of SSE-C objects with 501; SeaweedFS answers Uplo
 501. A 501 is remembered in `ServerCaps` for the life of the mount, so each fallback costs one
 refused request per mount, not one per file.
 
+Copies from an object under another key of the ring (its own key reads it, the writing key
+stores the copy): CopyObject is tried (AWS and SeaweedFS change the key that way; a 400 for
+it falls back without being remembered); UploadPartCopy is never used across keys, since Ceph
+RGW decrypts the source with the target's key (400) and SeaweedFS does not implement it, so
+such copies and the unchanged ranges of a rewrite go through this process.
+
 A failed multipart upload is aborted before the error is raised: none is left behind.
 """
 
@@ -119,7 +125,7 @@ class Transfers:
         if size <= self.part_size:
             return await self.store.put(key, await read(ByteRange(0, size)), metadata,
                                         content, self.sse)
-        copyable = clean if (source is not None and self.caps.part_copy) else ()
+        copyable = clean if (source is not None and self._part_copyable(source)) else ()
         plans = plan_parts(size, self.part_size, copyable)
         return await self._multipart(key, metadata, content, plans, read, source)
 
@@ -161,7 +167,7 @@ class Transfers:
 
     async def _part(self, key: str, upload_id: str, plan: PartPlan, read: Reader,
                     source: ObjectInfo | None) -> Part:
-        if plan.copy and source is not None and self.caps.part_copy:
+        if plan.copy and source is not None and self._part_copyable(source):
             try:
                 return await self.store.upload_part_copy(
                     key, upload_id, plan.number, source.key, plan.rng, self.sse,
@@ -176,13 +182,21 @@ class Transfers:
         """Make `target` hold the bytes of `source` with new metadata (target may be source)."""
         if source.size == 0:
             return await self.store.put(target, b"", metadata, content, self.sse)
+        source_sse = self.keys.for_md5(source.key_md5)
         if self.caps.copy_object:
             try:
                 return await self.store.copy(source.key, target, metadata, content,
-                                             self.sse, self.keys.for_md5(source.key_md5))
+                                             self.sse, source_sse)
             except ServerNotImplemented:
                 self.caps.refuse("copy_object")
-        if self.caps.part_copy:
+            except StoreError as exc:
+                # a key change a server refuses (SeaweedFS: a self-copy that changes only
+                # the key): this copy streams; same-key copies keep using CopyObject
+                if source_sse in (None, self.sse) or exc.transient or exc.status != 400:
+                    raise
+                log.debug("CopyObject of %s to another key refused (%s): streaming it",
+                          source.key, exc)
+        if self._part_copyable(source):
             plans = [PartPlan(i + 1, rng, True) for i, rng in
                      enumerate(_copy_ranges(source.size, max(COPY_CHUNK, self.part_size)))]
             try:
@@ -193,6 +207,11 @@ class Transfers:
         # last resort: the bytes pass through this process (memory only)
         return await self.upload(target, source.size, metadata, content,
                                  self._reader(source))
+
+    def _part_copyable(self, source: ObjectInfo) -> bool:
+        """Whether UploadPartCopy may copy from `source`: the server has it, and the source is
+        under the writing key (or unencrypted)."""
+        return self.caps.part_copy and self.keys.for_md5(source.key_md5) in (None, self.sse)
 
     def _reader(self, source: ObjectInfo) -> Reader:
         async def read(rng: ByteRange) -> bytes:

@@ -83,9 +83,12 @@ class Upload:
 
 
 class ObjectStore(Protocol):
-    async def head(self, key: str, sse: SseCKey | None) -> ObjectInfo:
+    async def head(self, key: str, sse: SseCKey | None, *,
+                   encrypted: bool = False) -> ObjectInfo:
         """HEAD with `sse`. An object under another key is KeyMismatch; an object stored
-        without SSE-C is answered with key_md5=None (whatever `sse` was)."""
+        without SSE-C is answered with key_md5=None (whatever `sse` was). `encrypted`: the
+        object is known to be under some SSE-C key (an earlier HEAD was a KeyMismatch), so a
+        refusal of `sse` is a KeyMismatch without asking why (a key ring's next tries)."""
 
     async def get_range(self, key: str, rng: ByteRange | None, sse: SseCKey | None, *,
                         etag: str | None = None) -> bytes: ...

@@ -7,6 +7,8 @@
   source's key (`source_sse`).
 - `copy_object_501` / `part_copy_501` make CopyObject / UploadPartCopy answer
   ServerNotImplemented, as Ceph RGW 16 and SeaweedFS do for SSE-C objects.
+- `names_key_on_mismatch`: a refusal of a wrong key names the object's key MD5
+  (`KeyMismatch.echoed_md5`), as a server that echoes the object's own key MD5 does.
 - `requests` counts requests by operation name (the S3 API's names).
 - Faults: `fail(op, times, exc)` makes the next calls of `op` fail; `faults` takes a seeded
   schedule (`FaultSchedule`) that fails each request with some probability.
@@ -96,6 +98,7 @@ class MemoryStore:
         self.copy_object_501 = False
         self.part_copy_501 = False
         self.no_write_echo = False  # answers to writes echo no key MD5 (a HEAD must check)
+        self.names_key_on_mismatch = False  # a wrong key's refusal names the object's MD5
         self.faults: Callable[[str], bool] | None = None
         self._fail: dict[str, list[Exception]] = {}
         self._gates: list[Gate] = []
@@ -157,6 +160,8 @@ class MemoryStore:
         if obj.key_md5 is not None and obj.key_md5 != _md5(sse):
             err = KeyMismatch(f"{op} {key}: encrypted with another key")
             err.status = 400 if sse is None else 403
+            if self.names_key_on_mismatch:
+                err.echoed_md5 = obj.key_md5
             raise err
         return obj
 
@@ -167,7 +172,8 @@ class MemoryStore:
                           key_md5=obj.key_md5, content=obj.content)
 
     # ---------------------------------------------------------------- reads
-    async def head(self, key: str, sse: SseCKey | None) -> ObjectInfo:
+    async def head(self, key: str, sse: SseCKey | None, *,
+                   encrypted: bool = False) -> ObjectInfo:
         await self._request("HeadObject", key)
         info = self._info(key, self._open(key, sse, "HeadObject"))
         await self._gate("HeadObject", key, after=True)

@@ -280,17 +280,24 @@ class S3Store:
         return StoreError(f"{op} {key}: {type(exc).__name__}: {exc}")
 
     # ---------------------------------------------------------------- reads
-    async def head(self, key: str, sse: SseCKey | None) -> ObjectInfo:
+    async def head(self, key: str, sse: SseCKey | None, *,
+                   encrypted: bool = False) -> ObjectInfo:
         try:
             resp = await self._call("HeadObject", key, self._client.head_object,
                                     Bucket=self.bucket, Key=key, **self._sse(sse))
         except SsecfsError as exc:
             if sse is None or exc.status not in (400, 403):
                 raise
+            if encrypted:  # asked why before: under another key
+                raise KeyMismatch(f"HeadObject {key}: {exc.status}: encrypted with another "
+                                  f"key") from None
             return await self._head_refused(key, exc.status)
         echoed = echoed_md5s(resp.get("SSECustomerKeyMD5"))
         if sse is not None and echoed and echoed != {sse.md5_b64}:
-            raise KeyMismatch(f"HeadObject {key}: server echoed another key's MD5")
+            err = KeyMismatch(f"HeadObject {key}: server echoed another key's MD5")
+            if len(echoed) == 1:
+                err.echoed_md5 = next(iter(echoed))  # the object's own key: a ring tries it
+            raise err
         if sse is None and resp.get("SSECustomerAlgorithm"):
             raise KeyMismatch(f"HeadObject {key}: encrypted with SSE-C, no key given")
         return self._info(key, resp, sse.md5_b64 if (sse is not None and echoed) else None)

@@ -55,6 +55,37 @@ def test_fstab_line_with_every_documented_option(ca: Path) -> None:
     assert not cfg.foreground  # the helper always daemonizes unless -o foreground
 
 
+def test_old_key_files_from_fstab_and_the_command_line(tmp_path: Path) -> None:
+    # fstab: key_file=K,old_key_file=O1,old_key_file=O2 (mount(8) passes them as given)
+    cfg = helper("b", "/mnt", "-o", "key_file=/k,old_key_file=/o1,old_key_file=o2")
+    assert cfg.old_key_files == ("/o1", os.path.abspath("o2"))  # absolute: the daemon is in /
+    args = cli.build_parser().parse_args([
+        "mount", "b", "/mnt", "--key-file", "k", "--old-key-file", "/o3",
+        "--old-key-file", "/o4", "-o", "old_key_file=/o1"])
+    cfg = cli.config_from_args(args)
+    assert cfg.key_file == os.path.abspath("k")
+    assert cfg.old_key_files == ("/o1", "/o3", "/o4")  # -o's first, then the command line's
+    with pytest.raises(UserError, match="empty old_key_file"):
+        helper("b", "/mnt", "-o", "key_file=/k,old_key_file=")
+
+
+def test_a_mount_loads_every_key_file_with_its_checks(tmp_path: Path) -> None:
+    keys = [os.urandom(32) for _ in range(3)]
+    main, old = tmp_path / "main.key", tmp_path / "old.key"
+    main.write_bytes(base64.b64encode(keys[0]) + b"\n" + base64.b64encode(keys[1]) + b"\n")
+    old.write_bytes(keys[2])
+    main.chmod(0o600)
+    old.chmod(0o644)
+    args = cli.build_parser().parse_args(["mount", "b", "/mnt", "--key-file", str(main),
+                                          "--old-key-file", str(old)])
+    with pytest.raises(UserError, match="chmod 600") as exc:
+        cli.load_ring(cli.config_from_args(args))
+    assert exc.value.exit_code == EXIT_KEY
+    old.chmod(0o600)
+    ring = cli.load_ring(cli.config_from_args(args))
+    assert [k.raw for k in ring.keys] == keys
+
+
 @pytest.mark.parametrize("opts", [
     "_netdev", "nofail", "noauto", "auto", "user", "users", "nouser", "defaults", "rw",
     "x-systemd.automount", "x-systemd.requires=network-online.target",
@@ -210,6 +241,26 @@ def test_key_md5_of_a_base64_key_file_names_the_difference(
     b64_out = capsys.readouterr()
     assert raw_out.out == b64_out.out  # the same key, the same MD5
     assert raw_out.err == "" and "base64" in b64_out.err
+
+
+def test_key_md5_prints_one_line_per_key_and_per_file(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from ssecfs.keys import SseCKey
+    keys = [os.urandom(32) for _ in range(3)]
+    multi, single = tmp_path / "multi.key", tmp_path / "single.key"
+    multi.write_bytes(b"# ring\n" + b"".join(base64.b64encode(k) + b"\n" for k in keys[:2]))
+    single.write_bytes(keys[2])
+    for path in (multi, single):
+        path.chmod(0o600)
+    md5s = [SseCKey(k).md5_b64 for k in keys]
+    assert cli.main(["key-md5", str(multi)]) == 0
+    out = capsys.readouterr()
+    assert out.out.split() == md5s[:2] and "2 keys" in out.err
+    assert cli.main(["key-md5", str(multi), str(single)]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        f"{md5s[0]}  {multi}", f"{md5s[1]}  {multi}", f"{md5s[2]}  {single}"]
+    for raw in keys:  # never a key itself
+        assert base64.b64encode(raw).decode() not in out.out + out.err
 
 
 # ------------------------------------------------------------------ logging
@@ -445,4 +496,4 @@ def test_key_fd_of_a_pipe_is_still_fine() -> None:
     os.write(w, os.urandom(32))
     os.close(w)
     args = cli.build_parser().parse_args(["mount", "b", "/mnt", "--key-fd", str(r)])
-    assert len(cli.load_key(cli.config_from_args(args)).raw) == 32
+    assert len(cli.load_ring(cli.config_from_args(args)).writer.raw) == 32

@@ -51,6 +51,15 @@ def test_apply_options_types():
     assert cfg.file_mode == 0o640 and cfg.dir_mode == 0o750
 
 
+def test_old_key_file_is_repeatable_and_adds_up_in_order():
+    cfg = apply_o_options(base(), ["key_file=/k,old_key_file=/o1", "old_key_file=/o2,ro",
+                                   "old_key_file=/o3"])
+    assert cfg.key_file == "/k" and cfg.old_key_files == ("/o1", "/o2", "/o3")
+    assert apply_o_options(base(), ["key_file=/k"]).old_key_files == ()
+    with pytest.raises(OptionError, match="needs a value"):
+        apply_o_options(base(), ["old_key_file"])
+
+
 def test_mount_and_systemd_options_are_accepted():
     cfg = apply_o_options(base(), ["_netdev,nofail,noauto,defaults,rw,user,x-systemd.automount,"
                                    "x-systemd.mount-timeout=30,nosuid,nodev,comment=x"])

@@ -8,12 +8,15 @@ import pytest
 from ssecfs.errors import EXIT_KEY
 from ssecfs.keys import (
     KeyFileError,
+    KeyRing,
     SseCKey,
     check_owner,
     generate_key_file,
     load_key_fd,
     load_key_file,
+    load_key_ring,
     parse_key,
+    parse_keys,
 )
 
 RAW = bytes(range(32))
@@ -215,3 +218,111 @@ def test_key_fd_not_open():
     with pytest.raises(KeyFileError) as exc:
         load_key_fd(r)
     assert "--key-fd 3 3<KEYFILE" in _one_line(exc)
+
+
+# ------------------------------------------------- several keys: the key ring
+
+def _b64(raw: bytes) -> bytes:
+    return base64.b64encode(raw)
+
+
+def _private(path, content: bytes):
+    path.write_bytes(content)
+    path.chmod(0o600)
+    return str(path)
+
+
+K1, K2, K3 = bytes(range(32)), bytes(range(1, 33)), b"32bytesOfTotallyRandomCharacters"
+
+
+def test_a_multi_key_file_holds_one_key_per_line_the_first_writing():
+    data = b"# written 2026-12\n" + _b64(K1) + b"\n\n  " + _b64(K2) + b"  \r\n" + K3 + b"\n"
+    keys = parse_keys(data)
+    assert [k.raw for k in keys] == [K1, K2, K3]
+
+
+@pytest.mark.parametrize("data", [RAW, RAW + b"\n", K3, K3 + b"\r\n", _b64(RAW) + b"\n"])
+def test_a_single_key_file_keeps_every_form(data):
+    assert len(parse_keys(data)) == 1
+
+
+def test_a_bad_line_is_named_by_number_never_by_content():
+    bad = b"this-is-no-key-but-secret-ish-stuff"
+    with pytest.raises(KeyFileError) as exc:
+        parse_keys(_b64(K1) + b"\n# c\n" + bad + b"\n" + _b64(K2) + b"\n", "key file /k")
+    message = str(exc.value)
+    assert "line 3 of key file /k" in message and bad.decode() not in message
+    assert _b64(K1).decode() not in message and _b64(K2).decode() not in message
+
+
+def test_a_comment_the_length_of_a_text_secret_is_refused():
+    hashed = b"#" + K3[1:]
+    with pytest.raises(KeyFileError, match="line 2") as exc:
+        parse_keys(_b64(K1) + b"\n" + hashed + b"\n" + _b64(K2) + b"\n")
+    assert hashed.decode() not in str(exc.value)
+
+
+def test_a_file_of_comments_only_holds_no_key():
+    with pytest.raises(KeyFileError, match="does not hold an SSE-C key"):
+        parse_keys(b"# nothing\n\n# here\n")
+
+
+def test_load_key_ring_orders_and_dedupes(tmp_path):
+    main = _private(tmp_path / "main", _b64(K1) + b"\n" + _b64(K2) + b"\n")
+    old1 = _private(tmp_path / "old1", K3)
+    old2 = _private(tmp_path / "old2", _b64(K2) + b"\n" + _b64(K1) + b"\n")  # duplicates
+    ring = load_key_ring(main, [old1, old2])
+    assert ring.writer.raw == K1
+    assert [k.raw for k in ring.readers] == [K2, K3]
+    assert len(ring) == 3 and [k.raw for k in ring.keys] == [K1, K2, K3]
+    assert load_key_file(main).raw == K1  # one key wanted: the writing one
+    assert load_key_ring(old1).writer.raw == K3 and len(load_key_ring(old1)) == 1
+
+
+def test_load_key_ring_checks_old_key_files_too(tmp_path):
+    main = _private(tmp_path / "main", RAW)
+    loose = tmp_path / "loose"
+    loose.write_bytes(_b64(K2))
+    loose.chmod(0o640)
+    with pytest.raises(KeyFileError, match=f"key file {loose} is accessible.*chmod 600"):
+        load_key_ring(main, [str(loose)])
+    with pytest.raises(KeyFileError, match="does not exist"):
+        load_key_ring(main, [str(tmp_path / "missing")])
+    with pytest.raises(KeyFileError, match="not a regular file"):
+        load_key_ring(main, [str(tmp_path)])
+
+
+def test_load_key_ring_takes_one_source(tmp_path):
+    main = _private(tmp_path / "main", K3)
+    with pytest.raises(KeyFileError, match="not both"):
+        load_key_ring(main, key_fd=0)
+    with pytest.raises(KeyFileError, match="no key given"):
+        load_key_ring(None)
+    r, w = os.pipe()
+    os.write(w, _b64(K1) + b"\n" + _b64(K2) + b"\n")
+    os.close(w)
+    ring = load_key_ring(None, [main], key_fd=r)
+    assert [k.raw for k in ring.keys] == [K1, K2, K3]
+
+
+def test_key_ring_picks_by_md5_and_hides_keys():
+    ring = KeyRing(SseCKey(K1), (SseCKey(K2), SseCKey(K1), SseCKey(K2)))
+    assert [k.raw for k in ring.readers] == [K2]
+    assert ring.for_md5(SseCKey(K2).md5_b64).raw == K2
+    assert ring.for_md5(None) is None
+    assert ring.for_md5(SseCKey(K3).md5_b64).raw == K1  # unknown: the server refuses it
+    assert ring.known(SseCKey(K3).md5_b64) is None
+    assert [k.raw for k in ring.trial_order(SseCKey(K2))] == [K2, K1]
+    for text in (repr(ring), str(ring)):
+        for raw in (K1, K2):
+            assert _b64(raw).decode() not in text and raw.hex() not in text
+
+
+def test_the_daemon_disables_core_dumps():
+    import subprocess
+    import sys
+    code = ("import resource, ctypes; from ssecfs.mount import no_core_dumps; "
+            "assert no_core_dumps() == []; "
+            "assert resource.getrlimit(resource.RLIMIT_CORE) == (0, 0); "
+            "assert ctypes.CDLL(None).prctl(3, 0, 0, 0, 0) == 0")  # PR_GET_DUMPABLE
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -159,3 +159,40 @@ def test_an_endpoint_from_the_environment_gets_the_same_checks(monkeypatch, url)
     with pytest.raises(EndpointError, match="https"):
         make_client(endpoint_url=None, region=None, profile=None, ca_bundle=None, retries=1,
                     connect_timeout=1, read_timeout=1)
+
+
+class RingServer:
+    """head_object as Ceph RGW answers it: 200 with the object's key, 400 with another key
+    or none; or (`echo_other`) 200 echoing the object's own key MD5 to any key."""
+
+    def __init__(self, key: SseCKey, echo_other: bool = False):
+        self.key = key
+        self.echo_other = echo_other
+        self.calls: list[str] = []
+
+    def head_object(self, **kw):
+        sent = kw.get("SSECustomerKey")
+        self.calls.append("no key" if sent is None else SseCKey(sent).md5_b64)
+        if sent == self.key.raw or (sent is not None and self.echo_other):
+            return {"ContentLength": 1, "ETag": '"e"', "SSECustomerAlgorithm": "AES256",
+                    "SSECustomerKeyMD5": self.key.md5_b64}
+        raise botocore.exceptions.ClientError(
+            {"Error": {"Code": "InvalidArgument"}, "ResponseMetadata": {"HTTPStatusCode": 400}},
+            "HeadObject")
+
+
+async def test_a_ring_asks_why_a_key_was_refused_once_only():
+    from ssecfs.keys import KeyRing
+    from ssecfs.namespace import head_with_ring
+
+    keys = [SseCKey(bytes([i]) * 32) for i in range(3)]
+    server = RingServer(keys[2])
+    info = await head_with_ring(S3Store(server, "b", retry_time=0), "k", KeyRing.of(keys))
+    assert info.key_md5 == keys[2].md5_b64
+    # writer refused, why (no key: 400, so under another key), old1 refused, old2 opens
+    assert server.calls == [keys[0].md5_b64, "no key", keys[1].md5_b64, keys[2].md5_b64]
+
+    server = RingServer(keys[2], echo_other=True)  # names the object's key: tried next
+    info = await head_with_ring(S3Store(server, "b", retry_time=0), "k", KeyRing.of(keys))
+    assert info.key_md5 == keys[2].md5_b64
+    assert server.calls == [keys[0].md5_b64, keys[2].md5_b64]
