@@ -8,6 +8,11 @@
 - `copy_object_501` / `part_copy_501` make CopyObject / UploadPartCopy answer
   ServerNotImplemented, as Ceph RGW 16 and SeaweedFS do for SSE-C objects.
 - `requests` counts requests by operation name (the S3 API's names).
+- Key rotation (`head_as`, `put_if`, `copy_if`, ...): content headers besides the type are
+  kept in a side table, valid for the very object they were written with. `if_match_bare_only`
+  makes a quoted If-Match on PutObject fail with 412 as Ceph RGW 16 does (only the bare hex
+  works); `if_match_ignored` makes PutObject ignore If-Match (a server without conditional
+  writes); `copy_if_match_ignored` does the same for CopySourceIfMatch.
 - Faults: `fail(op, times, exc)` makes the next calls of `op` fail; `faults` takes a seeded
   schedule (`FaultSchedule`) that fails each request with some probability.
 - `pause(op)` returns a `Gate`: the next call of `op` stops just before it takes effect until
@@ -28,7 +33,18 @@ import trio
 from ..errors import KeyMismatch, NotFound, ServerNotImplemented, Stale, StoreError
 from ..keys import SseCKey
 from ..ranges import ByteRange
-from .base import ListedObject, ListPage, ObjectInfo, Part, Stored, Upload
+from .base import (
+    ContentHeaders,
+    ListedObject,
+    ListedVersion,
+    ListPage,
+    ObjectHead,
+    ObjectInfo,
+    Part,
+    Stored,
+    Upload,
+    VersionPage,
+)
 
 
 @dataclass(slots=True)
@@ -95,6 +111,12 @@ class MemoryStore:
         self.copy_object_501 = False
         self.part_copy_501 = False
         self.no_write_echo = False  # answers to writes echo no key MD5 (a HEAD must check)
+        self.if_match_bare_only = False
+        self.if_match_ignored = False
+        self.copy_if_match_ignored = False
+        # object key -> (the StoredObject the headers belong to, its content headers)
+        self._headers: dict[str, tuple[StoredObject, ContentHeaders]] = {}
+        self._upload_headers: dict[str, ContentHeaders] = {}
         self.faults: Callable[[str], bool] | None = None
         self._fail: dict[str, list[Exception]] = {}
         self._gates: list[Gate] = []
@@ -262,6 +284,9 @@ class MemoryStore:
         del self.uploads[upload_id]
         self._store(key, body, up.metadata, up.content_type, up.key_md5,
                     f'"{digest.hexdigest()}-{len(numbers)}"')
+        headers = self._upload_headers.pop(upload_id, None)
+        if headers is not None:  # made by create_multipart_with
+            self._headers[key] = (self.objects[key], headers)
         return Stored("", None)  # as Ceph RGW: no ETag, no key MD5
 
     async def abort_multipart(self, key: str, upload_id: str) -> None:
@@ -290,3 +315,89 @@ class MemoryStore:
         await self._request("ListMultipartUploads", prefix)
         return [Upload(u.key, uid, u.initiated_ns) for uid, u in self.uploads.items()
                 if u.key.startswith(prefix)]
+
+    # ---------------------------------------------------------------- rotation and checks
+    def put_object_with(self, key: str, body: bytes, sse: SseCKey | None,
+                        metadata: Mapping[str, str], headers: ContentHeaders) -> None:
+        """Store an object with content headers as another client would (no request)."""
+        self._store(key, body, dict(metadata), headers.content_type, _md5(sse))
+        self._headers[key] = (self.objects[key], headers)
+
+    def content_headers(self, key: str) -> ContentHeaders:
+        obj = self.objects[key]
+        held = self._headers.get(key)
+        if held is not None and held[0] is obj:
+            return held[1]
+        return ContentHeaders(content_type=obj.content_type)
+
+    def _store_with(self, key: str, body: bytes, metadata: Mapping[str, str],
+                    headers: ContentHeaders, sse: SseCKey | None,
+                    etag: str | None = None) -> Stored:
+        stored = self._store(key, body, dict(metadata), headers.content_type, _md5(sse), etag)
+        self._headers[key] = (self.objects[key], headers)
+        return stored
+
+    async def head_as(self, key: str, sse: SseCKey | None, *,
+                      version_id: str | None = None) -> ObjectHead:
+        await self._request("HeadObject", key)
+        if version_id is not None:
+            raise NotFound(f"HeadObject {key} version {version_id}: 404 NoSuchVersion")
+        obj = self._open(key, sse, "HeadObject")
+        head = ObjectHead(key=key, size=len(obj.body), etag=obj.etag,
+                          metadata=dict(obj.metadata), headers=self.content_headers(key),
+                          key_md5=obj.key_md5)
+        await self._gate("HeadObject", key, after=True)
+        return head
+
+    async def list_versions_page(self, prefix: str, *,
+                                 marker: tuple[str, str] | None = None,
+                                 max_keys: int = 1000) -> VersionPage:
+        # no versioning here: every object is its one ("null") version
+        await self._request("ListObjectVersions", prefix)
+        keys = sorted(k for k in self.objects if k.startswith(prefix)
+                      and (marker is None or k > marker[0]))
+        page = keys[:max_keys]
+        versions = tuple(ListedVersion(k, None, len(self.objects[k].body), self.objects[k].etag,
+                                       True) for k in page)
+        return VersionPage(versions, (page[-1], "") if len(keys) > max_keys else None)
+
+    async def put_if(self, key: str, body: bytes, metadata: Mapping[str, str],
+                     headers: ContentHeaders, sse: SseCKey | None, *,
+                     if_match: str | None) -> Stored:
+        await self._request("PutObject", key)
+        if if_match and not self.if_match_ignored:
+            current = self.objects.get(key)
+            if current is None:
+                raise NotFound(f"PutObject {key}: 404 NoSuchKey (If-Match)")
+            quoted = if_match.startswith('"')
+            if (quoted and self.if_match_bare_only) or \
+                    if_match.strip('"') != current.etag.strip('"'):
+                raise Stale(f"PutObject {key}: 412 PreconditionFailed")
+        return self._store_with(key, bytes(body), metadata, headers, sse)
+
+    async def copy_if(self, source: str, target: str, metadata: Mapping[str, str],
+                      headers: ContentHeaders, sse: SseCKey | None,
+                      source_sse: SseCKey | None, *, source_etag: str | None) -> Stored:
+        await self._request("CopyObject", target)
+        if self.copy_object_501:
+            raise ServerNotImplemented(f"CopyObject {target}: 501 NotImplemented")
+        src = self._open(source, source_sse, "CopyObject")
+        if source_etag and not self.copy_if_match_ignored and source_etag != src.etag:
+            raise Stale(f"CopyObject {target}: 412 PreconditionFailed")
+        return self._store_with(target, src.body, metadata, headers, sse)
+
+    async def create_multipart_with(self, key: str, metadata: Mapping[str, str],
+                                    headers: ContentHeaders, sse: SseCKey | None) -> str:
+        upload_id = await self.create_multipart(key, metadata, headers.content_type, sse)
+        self._upload_headers[upload_id] = headers
+        return upload_id
+
+    async def upload_part_copy_if(self, key: str, upload_id: str, number: int, source: str,
+                                  rng: ByteRange, sse: SseCKey | None,
+                                  source_sse: SseCKey | None, *,
+                                  source_etag: str | None) -> Part:
+        if source_etag and source in self.objects and \
+                self.objects[source].etag != source_etag:
+            await self._request("UploadPartCopy", key)
+            raise Stale(f"UploadPartCopy {key}: 412 PreconditionFailed")
+        return await self.upload_part_copy(key, upload_id, number, source, rng, sse, source_sse)

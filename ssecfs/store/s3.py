@@ -21,6 +21,7 @@ Rules:
 from __future__ import annotations
 
 import contextlib
+import email.utils
 import logging
 import random
 import time
@@ -50,7 +51,18 @@ from ..errors import (
 from ..keys import ALGORITHM, SseCKey
 from ..ranges import ByteRange
 from ..stats import Stats
-from .base import ListedObject, ListPage, ObjectInfo, Part, Stored, Upload
+from .base import (
+    ContentHeaders,
+    ListedObject,
+    ListedVersion,
+    ListPage,
+    ObjectHead,
+    ObjectInfo,
+    Part,
+    Stored,
+    Upload,
+    VersionPage,
+)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -484,6 +496,129 @@ class S3Store:
         except Exception as exc:
             raise EndpointError(explain_startup_error(exc, self.bucket, endpoint)) from None
 
+
+    # ---------------------------------------------------------------- rotation and checks
+    # (rotate.py, check.py): one HEAD per key tried, versions, conditional writes, and every
+    # content header a rewrite must keep
+
+    @staticmethod
+    def _header_params(headers: ContentHeaders) -> dict[str, Any]:
+        """The non-empty content headers as boto3 parameters."""
+        pairs = (("ContentType", headers.content_type), ("CacheControl", headers.cache_control),
+                 ("ContentDisposition", headers.content_disposition),
+                 ("ContentEncoding", headers.content_encoding),
+                 ("ContentLanguage", headers.content_language), ("Expires", headers.expires))
+        return {name: value for name, value in pairs if value}
+
+    async def head_as(self, key: str, sse: SseCKey | None, *,
+                      version_id: str | None = None) -> ObjectHead:
+        args: dict[str, Any] = {"Bucket": self.bucket, "Key": key, **self._sse(sse)}
+        if version_id:
+            args["VersionId"] = version_id
+        detail = f" version {version_id}" if version_id else ""
+        if sse is None:
+            detail += " (no key)"
+        try:
+            resp: Any = await self._call("HeadObject", key, self._client.head_object,
+                                         detail=detail, **args)
+        except SsecfsError as exc:
+            if exc.status in (400, 403) and (sse is not None or exc.status == 400):
+                # a refused key (RGW: 400, AWS/SeaweedFS: 403), or no key for an encrypted
+                # object (400); HEAD answers have no body that would tell more
+                out = KeyMismatch(f"HeadObject {key}{detail}: {exc.status}: refused")
+                out.status = exc.status
+                raise out from None
+            raise
+        echoed = echoed_md5s(resp.get("SSECustomerKeyMD5"))
+        if sse is not None and echoed and echoed != {sse.md5_b64}:
+            raise KeyMismatch(f"HeadObject {key}{detail}: server echoed another key's MD5")
+        if sse is None and resp.get("SSECustomerAlgorithm"):
+            raise KeyMismatch(f"HeadObject {key}{detail}: encrypted with SSE-C, no key given")
+        expires = resp.get("ExpiresString") or ""
+        if not expires and resp.get("Expires") is not None:
+            expires = email.utils.format_datetime(resp["Expires"], usegmt=True)
+        headers = ContentHeaders(
+            content_type=str(resp.get("ContentType", "") or ""),
+            cache_control=str(resp.get("CacheControl", "") or ""),
+            content_disposition=str(resp.get("ContentDisposition", "") or ""),
+            content_encoding=str(resp.get("ContentEncoding", "") or ""),
+            content_language=str(resp.get("ContentLanguage", "") or ""),
+            expires=str(expires))
+        return ObjectHead(key=key, size=int(resp.get("ContentLength", 0)),
+                          etag=str(resp.get("ETag", "")), metadata=dict(resp.get("Metadata", {})),
+                          headers=headers,
+                          key_md5=sse.md5_b64 if (sse is not None and echoed) else None,
+                          version_id=resp.get("VersionId") or version_id)
+
+    async def list_versions_page(self, prefix: str, *,
+                                 marker: tuple[str, str] | None = None,
+                                 max_keys: int = 1000) -> VersionPage:
+        args: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix, "MaxKeys": max_keys}
+        if marker is not None:
+            args["KeyMarker"] = marker[0]
+            if marker[1]:
+                args["VersionIdMarker"] = marker[1]
+        resp: Any = await self._call("ListObjectVersions", prefix or "/",
+                                     self._client.list_object_versions, **args)
+        versions = tuple(
+            ListedVersion(key=v["Key"],
+                          version_id=None if v.get("VersionId") in (None, "", "null")
+                          else str(v["VersionId"]),
+                          size=int(v.get("Size", 0)), etag=str(v.get("ETag", "")),
+                          is_latest=bool(v.get("IsLatest", False)))
+            for v in resp.get("Versions", ()))
+        nxt = None
+        if resp.get("IsTruncated"):
+            nxt = (str(resp.get("NextKeyMarker", "")), str(resp.get("NextVersionIdMarker", "")))
+        return VersionPage(versions, nxt)
+
+    async def put_if(self, key: str, body: bytes, metadata: Mapping[str, str],
+                     headers: ContentHeaders, sse: SseCKey | None, *,
+                     if_match: str | None) -> Stored:
+        self.stats.add("bytes_up", len(body))
+        cond = {"IfMatch": if_match} if if_match else {}
+        resp: Any = await self._call(
+            "PutObject", key, self._client.put_object,
+            detail=f" ({len(body)} bytes{', if-match' if if_match else ''})",
+            Bucket=self.bucket, Key=key, Body=body, Metadata=dict(metadata),
+            **self._header_params(headers), **cond, **self._sse(sse))
+        return self._stored("PutObject", key, resp, str(resp.get("ETag", "")), sse)
+
+    async def copy_if(self, source: str, target: str, metadata: Mapping[str, str],
+                      headers: ContentHeaders, sse: SseCKey | None,
+                      source_sse: SseCKey | None, *, source_etag: str | None) -> Stored:
+        cond = {"CopySourceIfMatch": source_etag} if source_etag else {}
+        resp: Any = await self._call(
+            "CopyObject", target, self._client.copy_object, detail=f" from {source}",
+            Bucket=self.bucket, Key=target, CopySource={"Bucket": self.bucket, "Key": source},
+            MetadataDirective="REPLACE", Metadata=dict(metadata),
+            **self._header_params(headers), **cond, **self._sse(sse),
+            **self._copy_source_sse(source_sse))
+        return self._stored("CopyObject", target, resp,
+                            str(resp.get("CopyObjectResult", {}).get("ETag", "")), sse)
+
+    async def create_multipart_with(self, key: str, metadata: Mapping[str, str],
+                                    headers: ContentHeaders, sse: SseCKey | None) -> str:
+        resp: Any = await self._call(
+            "CreateMultipartUpload", key, self._client.create_multipart_upload,
+            Bucket=self.bucket, Key=key, Metadata=dict(metadata),
+            **self._header_params(headers), **self._sse(sse))
+        self._check_write_echo("CreateMultipartUpload", key, resp, sse)
+        return str(resp["UploadId"])
+
+    async def upload_part_copy_if(self, key: str, upload_id: str, number: int, source: str,
+                                  rng: ByteRange, sse: SseCKey | None,
+                                  source_sse: SseCKey | None, *,
+                                  source_etag: str | None) -> Part:
+        cond = {"CopySourceIfMatch": source_etag} if source_etag else {}
+        resp: Any = await self._call(
+            "UploadPartCopy", key, self._client.upload_part_copy,
+            detail=f" part {number} from {source} [{rng.start}-{rng.end})",
+            Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=number,
+            CopySource={"Bucket": self.bucket, "Key": source},
+            CopySourceRange=rng.http(), **cond, **self._sse(sse),
+            **self._copy_source_sse(source_sse))
+        return Part(number, str(resp["CopyPartResult"]["ETag"]))
 
 def explain_startup_error(exc: BaseException, bucket: str, endpoint: str) -> str:
     """One line that says what is wrong and what to do, for the first request of a mount."""
