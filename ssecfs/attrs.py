@@ -242,8 +242,3 @@ def content_for(attr: Attr, name: str) -> Content:
     if attr.kind is not Kind.FILE:
         return Content()
     return for_new_file(name)
-
-
-def content_type_for(kind: Kind) -> str:
-    # s3fs marks directory objects this way; other tools only look at the trailing "/"
-    return DIRECTORY_TYPE if kind is Kind.DIR else "application/octet-stream"

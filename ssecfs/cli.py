@@ -32,12 +32,19 @@ from typing import Any
 
 from .config import MountConfig, OptionError, apply_o_options, split_bucket
 from .errors import EXIT_MOUNT, EXIT_STORE, EXIT_USAGE, SsecfsError, UserError
-from .keys import KeyRing, generate_key_file, load_key_ring, load_keys_file
+from .keys import (
+    KeyRing,
+    generate_key_file,
+    load_key_file,
+    load_key_ring,
+    load_keys_file,
+)
+from .shard import Shard
 from .stats import XATTR as STATS_XATTR
 
 log = logging.getLogger(__name__)
 PROG = "ssecfs"
-COMMANDS = ("mount", "keygen", "key-md5", "cleanup", "stats")
+COMMANDS = ("mount", "keygen", "key-md5", "cleanup", "stats", "rotate-key", "check")
 FS_TYPES = ("ssecfs", "fuse.ssecfs")
 
 
@@ -83,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
                         f"{STATS_XATTR} attribute).")
     st.add_argument("mountpoint", metavar="MOUNTPOINT")
     st.add_argument("--json", action="store_true", help="print them as one JSON object")
+    add_key_commands(sub)
     return p
 
 
@@ -133,6 +141,249 @@ def cleanup_main(args: argparse.Namespace) -> int:
     print(f"{count} unfinished upload(s) {'found' if args.dry_run else 'aborted'} under "
           f"s3://{bucket}/{prefix}")
     return 0
+
+
+# ---------------------------------------------------------------- rotate-key and check
+def add_store_options(p: argparse.ArgumentParser) -> None:
+    """The S3 connection options the mount takes, for commands that are not mounts."""
+    p.add_argument("--endpoint-url", metavar="URL", help="S3 endpoint, https:// only")
+    p.add_argument("--region", metavar="R")
+    p.add_argument("--profile", metavar="P", help="AWS profile for the credentials")
+    p.add_argument("--ca-bundle", metavar="PATH",
+                   help="CA certificates to verify the endpoint with (overrides AWS_CA_BUNDLE)")
+
+
+def add_key_commands(sub: Any) -> None:
+    r = sub.add_parser(
+        "rotate-key", help="re-encrypt the objects from an old SSE-C key to a new one",
+        description="Re-encrypt every object of BUCKET[/PREFIX] (current versions) from the "
+        "--from key to the --to key, in place: server-side where the server allows it, else "
+        "streamed through this machine (memory only). Objects already under the new key are "
+        "skipped, so an interrupted run is resumed by running it again. An object that "
+        "changes meanwhile is left as it is (\"changed\"). Nothing is ever deleted. Exit "
+        "status 0 only if every object is under the new key at the end.")
+    r.add_argument("source", metavar="BUCKET[/PREFIX]")
+    r.add_argument("--from", dest="from_key", metavar="OLD.key", required=True,
+                   help="key file of the key the objects are under now")
+    r.add_argument("--to", dest="to_key", metavar="NEW.key", required=True,
+                   help="key file of the key to re-encrypt them with")
+    r.add_argument("--dry-run", action="store_true",
+                   help="say what would be done, write nothing")
+    r.add_argument("--part-size", metavar="SIZE", default="8M",
+                   help="part size of streamed multipart uploads (default 8M, at least 5M); "
+                        "objects larger than this are streamed in parts")
+    add_batch_options(r)
+    c = sub.add_parser(
+        "check", help="which key opens each object",
+        description="For every object of BUCKET[/PREFIX] (every version with --versions), "
+        "tell which key opens it: the writing key (--key-file), an old key (--old-key-file), "
+        "none of them (unknown), or none is needed (unencrypted). One HEAD per key tried; no "
+        "data is read. Exit status 0 only if the writing key opens every object.")
+    c.add_argument("source", metavar="BUCKET[/PREFIX]")
+    c.add_argument("--key-file", metavar="PATH", required=True,
+                   help="the writing key (what a mount of this bucket writes with)")
+    c.add_argument("--old-key-file", metavar="PATH", action="append", default=[],
+                   help="an old key that may still open some objects (repeatable)")
+    c.add_argument("--versions", action="store_true",
+                   help="every version of every object (ListObjectVersions), not only the "
+                        "current ones")
+    add_batch_options(c)
+
+
+def add_batch_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--jobs", metavar="N", type=int, default=8,
+                   help="objects in flight at once (default 8)")
+    p.add_argument("--shard", metavar="K/N",
+                   help="only the objects of shard K of N (0 <= K < N), by a stable hash of "
+                        "the object key: N runs with K=0..N-1 cover every object once")
+    p.add_argument("--json", action="store_true",
+                   help="print a machine-readable summary on stdout")
+    add_store_options(p)
+
+
+def _batch_args(args: argparse.Namespace) -> tuple[str, str, Shard]:
+    from .shard import parse_shard
+    from .store.s3 import check_endpoint_url
+
+    bucket, prefix = split_bucket(args.source)
+    if args.jobs < 1:
+        raise OptionError(f"--jobs {args.jobs}: give 1 or more")
+    shard = parse_shard(args.shard) if args.shard is not None else Shard()
+    check_endpoint_url(args.endpoint_url)
+    if args.ca_bundle is not None and not os.path.isfile(args.ca_bundle):
+        raise OptionError(f"CA bundle {args.ca_bundle} does not exist")
+    return bucket, prefix, shard
+
+
+def _open_store(args: argparse.Namespace, bucket: str) -> tuple[Any, str]:
+    from .store.s3 import S3Store, make_client
+
+    client = make_client(endpoint_url=args.endpoint_url, region=args.region,
+                         profile=args.profile, ca_bundle=args.ca_bundle, retries=3,
+                         connect_timeout=10, read_timeout=120)
+    return S3Store(client, bucket, retry_time=30), str(client.meta.endpoint_url)
+
+
+def _run_batch(items: Sequence[Any], jobs: int, fn: Any, done: Any) -> Any:
+    """(async) for_each over the items until done, or until SIGINT/SIGTERM: then the tasks
+    are cancelled (multipart uploads in flight are aborted) and the signal is returned."""
+    import trio
+
+    from .scan import for_each
+
+    async def run() -> int | None:
+        got: int | None = None
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async with trio.open_nursery() as nursery:
+                async def watch() -> None:
+                    nonlocal got
+                    async for signum in signals:
+                        got = signum
+                        nursery.cancel_scope.cancel()
+                        return
+
+                nursery.start_soon(watch)
+                await for_each(items, jobs, fn, done)
+                nursery.cancel_scope.cancel()
+        return got
+
+    return run()
+
+
+def _batch_exit(exc: SsecfsError, what: str) -> UserError:
+    if isinstance(exc, UserError):
+        return exc
+    return UserError(f"{what} failed: {exc}", EXIT_STORE)
+
+
+def rotate_main(args: argparse.Namespace) -> int:
+    import trio
+
+    from .config import parse_size
+    from .parts import MAX_PART, MIN_PART
+    from .progress import Progress, printable
+    from .report import Outcome, rotate_summary
+    from .rotate import Rotator
+    from .scan import list_objects
+
+    bucket, prefix, shard = _batch_args(args)
+    try:
+        part_size = parse_size(args.part_size)
+    except ValueError as exc:
+        raise OptionError(f"--part-size: {exc}") from None
+    if not MIN_PART <= part_size <= MAX_PART:
+        raise OptionError("--part-size must be from 5M to 5G (S3's limits)")
+    old = load_key_file(args.from_key)
+    new = load_key_file(args.to_key)
+    if old == new:
+        raise OptionError(f"--from {args.from_key} and --to {args.to_key} hold the same key: "
+                          f"give the new key with --to (ssecfs keygen NEW.key makes one)")
+    store, endpoint = _open_store(args, bucket)
+    where = f"s3://{bucket}/{prefix}"
+    outcomes: list[Outcome] = []
+
+    async def run() -> tuple[Rotator, int | None]:
+        await store.check_bucket(prefix, endpoint)
+        objects = await list_objects(store, prefix, shard)
+        rotator = Rotator(store, old, new, part_size=part_size, jobs=args.jobs,
+                          dry_run=args.dry_run)
+        tty = sys.stderr.isatty()
+        progress = Progress(sys.stderr, tty=tty, total_objects=len(objects),
+                            total_bytes=sum(o.size for o in objects))
+
+        def done(item: Any, outcome: Outcome) -> None:
+            outcomes.append(outcome)
+            progress.advance(1, outcome.size)
+            if not tty or outcome.result in ("changed", "failed", "would_rotate"):
+                why = f": {outcome.error}" if outcome.error else ""
+                progress.note(f"{outcome.result.replace('_', ' ')} {printable(item.key)}{why}")
+
+        got = await _run_batch(objects, args.jobs, rotator.rotate, done)
+        progress.finish()
+        return rotator, got
+
+    try:
+        rotator, got = trio.run(run)
+    except SsecfsError as exc:
+        raise _batch_exit(exc, f"rotate-key of {where}") from None
+    summary = rotate_summary(outcomes, dry_run=args.dry_run, interrupted=got is not None)
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        counts = ", ".join(f"{summary[r]} {r.replace('_', ' ')}" for r in
+                           ("rotated", "skipped", "changed", "failed", "would_rotate")
+                           if r in summary)
+        state = " (interrupted: run it again to go on)" if got is not None else ""
+        method = "" if args.dry_run else f"; {rotator.caps.method}"
+        print(f"{where}: {counts} of {len(outcomes)} objects{method}{state}")
+    if got is not None:
+        return 128 + int(got)
+    return 0 if all(o.done for o in outcomes) else 1
+
+
+def check_main(args: argparse.Namespace) -> int:
+    import trio
+
+    from .check import check_one
+    from .progress import Progress, human_bytes, printable
+    from .report import CHECK_STATUSES, Checked, check_summary
+    from .scan import list_objects
+
+    bucket, prefix, shard = _batch_args(args)
+    ring = load_key_ring(args.key_file, args.old_key_file)
+    names: dict[str, str] = {}  # key MD5 -> the file it came from, for the report
+    for path in (args.key_file, *args.old_key_file):
+        for key in load_keys_file(path):
+            names.setdefault(key.md5_b64, path)
+    store, endpoint = _open_store(args, bucket)
+    where = f"s3://{bucket}/{prefix}"
+    entries: list[Checked] = []
+
+    async def run() -> int | None:
+        await store.check_bucket(prefix, endpoint)
+        objects = await list_objects(store, prefix, shard, versions=args.versions)
+        tty = sys.stderr.isatty()
+        progress = Progress(sys.stderr, tty=tty, total_objects=len(objects),
+                            total_bytes=sum(o.size for o in objects))
+
+        async def one(item: Any) -> Checked:
+            return await check_one(store, ring, item)
+
+        def done(item: Any, entry: Checked) -> None:
+            entries.append(entry)
+            progress.advance(1, entry.size)
+            if not tty:
+                progress.note(f"{entry.status} {printable(item.key)}")
+
+        got: int | None = await _run_batch(objects, args.jobs, one, done)
+        progress.finish()
+        return got
+
+    try:
+        got = trio.run(run)
+    except SsecfsError as exc:
+        raise _batch_exit(exc, f"check of {where}") from None
+    entries.sort(key=lambda e: (e.key, e.version_id or ""))
+    summary = check_summary(entries)
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        for e in entries:
+            if e.status == "writing":
+                continue
+            version = f" (version {e.version_id})" if e.version_id else ""
+            detail = f": {names.get(e.key_md5 or '', '')}" if e.status == "old" else \
+                f": {e.error}" if e.error else ""
+            print(f"{e.status:12} {printable(e.key)}{version}{detail}")
+        for status in (*CHECK_STATUSES, "error"):
+            total = summary["totals"].get(status)
+            if total is not None:
+                print(f"{status:12} {total['objects']:8} objects {human_bytes(total['bytes']):>12}")
+    if got is not None:
+        return 128 + int(got)
+    if any(e.status == "error" for e in entries):
+        return EXIT_STORE
+    return 0 if all(e.fine for e in entries) else 1
 
 
 def add_mount_options(m: argparse.ArgumentParser) -> None:
@@ -375,6 +626,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cleanup_main(args)
         if args.command == "stats":
             return stats_main(args)
+        if args.command == "rotate-key":
+            return rotate_main(args)
+        if args.command == "check":
+            return check_main(args)
         return run_mount(config_from_args(args))
     except UserError as exc:
         print_error(PROG, exc)

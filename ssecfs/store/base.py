@@ -97,7 +97,10 @@ class ObjectStore(Protocol):
                         token: str | None = None, max_keys: int = 1000) -> ListPage: ...
 
     async def put(self, key: str, body: bytes, metadata: Mapping[str, str],
-                  content: Content, sse: SseCKey | None) -> Stored: ...
+                  content: Content, sse: SseCKey | None, *,
+                  if_match: str | None = None) -> Stored:
+        """PutObject; `if_match` is sent as the If-Match header exactly as given (RGW 16
+        honours only the bare hex, AWS the quoted form). 412: Stale."""
 
     async def create_multipart(self, key: str, metadata: Mapping[str, str],
                                content: Content, sse: SseCKey | None) -> str: ...
@@ -107,7 +110,9 @@ class ObjectStore(Protocol):
 
     async def upload_part_copy(self, key: str, upload_id: str, number: int, source: str,
                                rng: ByteRange, sse: SseCKey | None,
-                               source_sse: SseCKey | None) -> Part: ...
+                               source_sse: SseCKey | None, *,
+                               source_etag: str | None = None) -> Part:
+        """UploadPartCopy, with CopySourceIfMatch when `source_etag` is given (412: Stale)."""
 
     async def complete_multipart(self, key: str, upload_id: str,
                                  parts: Sequence[Part]) -> Stored: ...
@@ -118,8 +123,58 @@ class ObjectStore(Protocol):
 
     async def copy(self, source: str, target: str, metadata: Mapping[str, str],
                    content: Content, sse: SseCKey | None,
-                   source_sse: SseCKey | None) -> Stored: ...
+                   source_sse: SseCKey | None, *, source_etag: str | None = None) -> Stored:
+        """CopyObject with MetadataDirective=REPLACE, the given metadata and content headers,
+        only if the source's ETag is `source_etag` when given (CopySourceIfMatch; 412: Stale).
+        501 (Ceph RGW < v20 on SSE-C sources) is ServerNotImplemented."""
 
     async def delete(self, key: str) -> None: ...
 
     async def delete_many(self, keys: Sequence[str]) -> None: ...
+
+    # -- key rotation and checks (rotate.py, check.py); the types are defined below
+    async def head_as(self, key: str, sse: SseCKey | None, *,
+                      version_id: str | None = None) -> ObjectHead:
+        """One HEAD with exactly `sse` (or no key), of `version_id` if given; no second
+        request. A key the server refuses (400/403) is KeyMismatch with `.status` kept: another
+        key, or (AWS) an object stored without SSE-C; no key on an encrypted object is
+        KeyMismatch too. An answer without a key echo has key_md5=None."""
+
+    async def list_versions_page(self, prefix: str, *,
+                                 marker: tuple[str, str] | None = None,
+                                 max_keys: int = 1000) -> VersionPage:
+        """One page of ListObjectVersions under `prefix` (no delimiter)."""
+
+
+# ------------------------------------------------------------------ key rotation and checks
+# (rotate.py, check.py): whole-object headers, versions and conditional writes
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectHead:
+    """What one HEAD (of one version) tells, every header a rewrite must keep included.
+    `key_md5` is the key MD5 the server echoed (None: no echo, the object is stored without
+    SSE-C); `version_id` is None on a bucket without versioning."""
+
+    key: str
+    size: int
+    etag: str
+    metadata: Mapping[str, str]
+    headers: Content
+    key_md5: str | None
+    version_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ListedVersion:
+    key: str
+    version_id: str | None  # None: the bucket never had versioning ("null" version)
+    size: int
+    etag: str
+    is_latest: bool
+
+
+@dataclass(frozen=True, slots=True)
+class VersionPage:
+    versions: tuple[ListedVersion, ...]  # delete markers are left out
+    next_marker: tuple[str, str] | None  # (key marker, version id marker)

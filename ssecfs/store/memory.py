@@ -10,6 +10,11 @@
 - `names_key_on_mismatch`: a refusal of a wrong key names the object's key MD5
   (`KeyMismatch.echoed_md5`), as a server that echoes the object's own key MD5 does.
 - `requests` counts requests by operation name (the S3 API's names).
+- Key rotation (`head_as`, `put_if`, `copy_if`, ...): content headers besides the type are
+  kept in a side table, valid for the very object they were written with. `if_match_bare_only`
+  makes a quoted If-Match on PutObject fail with 412 as Ceph RGW 16 does (only the bare hex
+  works); `if_match_ignored` makes PutObject ignore If-Match (a server without conditional
+  writes); `copy_if_match_ignored` does the same for CopySourceIfMatch.
 - Faults: `fail(op, times, exc)` makes the next calls of `op` fail; `faults` takes a seeded
   schedule (`FaultSchedule`) that fails each request with some probability.
 - `pause(op)` returns a `Gate`: the next call of `op` stops just before it takes effect until
@@ -31,7 +36,17 @@ from ..content import Content
 from ..errors import KeyMismatch, NotFound, ServerNotImplemented, Stale, StoreError
 from ..keys import SseCKey
 from ..ranges import ByteRange
-from .base import ListedObject, ListPage, ObjectInfo, Part, Stored, Upload
+from .base import (
+    ListedObject,
+    ListedVersion,
+    ListPage,
+    ObjectHead,
+    ObjectInfo,
+    Part,
+    Stored,
+    Upload,
+    VersionPage,
+)
 
 
 @dataclass(slots=True)
@@ -99,6 +114,9 @@ class MemoryStore:
         self.part_copy_501 = False
         self.no_write_echo = False  # answers to writes echo no key MD5 (a HEAD must check)
         self.names_key_on_mismatch = False  # a wrong key's refusal names the object's MD5
+        self.if_match_bare_only = False
+        self.if_match_ignored = False
+        self.copy_if_match_ignored = False
         self.faults: Callable[[str], bool] | None = None
         self._fail: dict[str, list[Exception]] = {}
         self._gates: list[Gate] = []
@@ -219,8 +237,17 @@ class MemoryStore:
 
     # ---------------------------------------------------------------- writes
     async def put(self, key: str, body: bytes, metadata: Mapping[str, str],
-                  content: Content, sse: SseCKey | None) -> Stored:
+                  content: Content, sse: SseCKey | None, *,
+                  if_match: str | None = None) -> Stored:
         await self._request("PutObject", key)
+        if if_match and not self.if_match_ignored:
+            current = self.objects.get(key)
+            if current is None:
+                raise NotFound(f"PutObject {key}: 404 NoSuchKey (If-Match)")
+            quoted = if_match.startswith('"')
+            if (quoted and self.if_match_bare_only) or \
+                    if_match.strip('"') != current.etag.strip('"'):
+                raise Stale(f"PutObject {key}: 412 PreconditionFailed")
         return self._store(key, bytes(body), dict(metadata), content, _md5(sse))
 
     async def create_multipart(self, key: str, metadata: Mapping[str, str],
@@ -248,12 +275,15 @@ class MemoryStore:
 
     async def upload_part_copy(self, key: str, upload_id: str, number: int, source: str,
                                rng: ByteRange, sse: SseCKey | None,
-                               source_sse: SseCKey | None) -> Part:
+                               source_sse: SseCKey | None, *,
+                               source_etag: str | None = None) -> Part:
         await self._request("UploadPartCopy", key)
         if self.part_copy_501:
             raise ServerNotImplemented(f"UploadPartCopy {key}: 501 NotImplemented")
         up = self._upload(key, upload_id, "UploadPartCopy")
         src = self._open(source, source_sse, "UploadPartCopy")
+        if source_etag and src.etag != source_etag:
+            raise Stale(f"UploadPartCopy {key}: 412 PreconditionFailed")
         data = src.body[rng.start : rng.end]
         up.parts[number] = data
         return Part(number, f'"{hashlib.md5(data).hexdigest()}"')
@@ -279,11 +309,13 @@ class MemoryStore:
 
     async def copy(self, source: str, target: str, metadata: Mapping[str, str],
                    content: Content, sse: SseCKey | None,
-                   source_sse: SseCKey | None) -> Stored:
+                   source_sse: SseCKey | None, *, source_etag: str | None = None) -> Stored:
         await self._request("CopyObject", target)
         if self.copy_object_501:
             raise ServerNotImplemented(f"CopyObject {target}: 501 NotImplemented")
         src = self._open(source, source_sse, "CopyObject")
+        if source_etag and not self.copy_if_match_ignored and source_etag != src.etag:
+            raise Stale(f"CopyObject {target}: 412 PreconditionFailed")
         return self._store(target, src.body, dict(metadata), content, _md5(sse))
 
     async def delete(self, key: str) -> None:
@@ -299,3 +331,28 @@ class MemoryStore:
         await self._request("ListMultipartUploads", prefix)
         return [Upload(u.key, uid, u.initiated_ns) for uid, u in self.uploads.items()
                 if u.key.startswith(prefix)]
+
+    # ---------------------------------------------------------------- rotation and checks
+    async def head_as(self, key: str, sse: SseCKey | None, *,
+                      version_id: str | None = None) -> ObjectHead:
+        await self._request("HeadObject", key)
+        if version_id is not None:
+            raise NotFound(f"HeadObject {key} version {version_id}: 404 NoSuchVersion")
+        obj = self._open(key, sse, "HeadObject")
+        head = ObjectHead(key=key, size=len(obj.body), etag=obj.etag,
+                          metadata=dict(obj.metadata), headers=obj.content,
+                          key_md5=obj.key_md5)
+        await self._gate("HeadObject", key, after=True)
+        return head
+
+    async def list_versions_page(self, prefix: str, *,
+                                 marker: tuple[str, str] | None = None,
+                                 max_keys: int = 1000) -> VersionPage:
+        # no versioning here: every object is its one ("null") version
+        await self._request("ListObjectVersions", prefix)
+        keys = sorted(k for k in self.objects if k.startswith(prefix)
+                      and (marker is None or k > marker[0]))
+        page = keys[:max_keys]
+        versions = tuple(ListedVersion(k, None, len(self.objects[k].body), self.objects[k].etag,
+                                       True) for k in page)
+        return VersionPage(versions, (page[-1], "") if len(keys) > max_keys else None)

@@ -52,7 +52,22 @@ from ..errors import (
 from ..keys import ALGORITHM, SseCKey
 from ..ranges import ByteRange
 from ..stats import Stats
-from .base import ListedObject, ListPage, ObjectInfo, Part, Stored, Upload
+from .base import (
+    ListedObject,
+    ListedVersion,
+    ListPage,
+    ObjectHead,
+    ObjectInfo,
+    Part,
+    Stored,
+    Upload,
+    VersionPage,
+)
+
+
+def _content_of(resp: Mapping[str, Any]) -> Content:
+    """The content headers of a HEAD answer, as the server sent them."""
+    return Content.from_headers(resp.get("ResponseMetadata", {}).get("HTTPHeaders", {}))
 
 
 def _content_args(content: Content) -> dict[str, Any]:
@@ -323,8 +338,7 @@ class S3Store:
                           etag=str(resp.get("ETag", "")),
                           last_modified_ns=_ns(resp.get("LastModified")),
                           metadata=dict(resp.get("Metadata", {})), key_md5=key_md5,
-                          content=Content.from_headers(
-                              resp.get("ResponseMetadata", {}).get("HTTPHeaders", {})))
+                          content=_content_of(resp))
 
     async def get_range(self, key: str, rng: ByteRange | None, sse: SseCKey | None, *,
                         etag: str | None = None) -> bytes:
@@ -387,12 +401,15 @@ class S3Store:
 
     # ---------------------------------------------------------------- writes
     async def put(self, key: str, body: bytes, metadata: Mapping[str, str],
-                  content: Content, sse: SseCKey | None) -> Stored:
+                  content: Content, sse: SseCKey | None, *,
+                  if_match: str | None = None) -> Stored:
         self.stats.add("bytes_up", len(body))
+        cond = {"IfMatch": if_match} if if_match else {}
         resp: Any = await self._call(
-            "PutObject", key, self._client.put_object, detail=f" ({len(body)} bytes)",
+            "PutObject", key, self._client.put_object,
+            detail=f" ({len(body)} bytes{', if-match' if if_match else ''})",
             Bucket=self.bucket, Key=key, Body=body, Metadata=dict(metadata),
-            **_content_args(content), **self._sse(sse))
+            **_content_args(content), **cond, **self._sse(sse))
         return self._stored("PutObject", key, resp, str(resp.get("ETag", "")), sse)
 
     @staticmethod
@@ -431,13 +448,16 @@ class S3Store:
 
     async def upload_part_copy(self, key: str, upload_id: str, number: int, source: str,
                                rng: ByteRange, sse: SseCKey | None,
-                               source_sse: SseCKey | None) -> Part:
+                               source_sse: SseCKey | None, *,
+                               source_etag: str | None = None) -> Part:
+        cond = {"CopySourceIfMatch": source_etag} if source_etag else {}
         resp: Any = await self._call(
             "UploadPartCopy", key, self._client.upload_part_copy,
             detail=f" part {number} from {source} [{rng.start}-{rng.end})",
             Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=number,
             CopySource={"Bucket": self.bucket, "Key": source},
-            CopySourceRange=rng.http(), **self._sse(sse), **self._copy_source_sse(source_sse))
+            CopySourceRange=rng.http(), **cond, **self._sse(sse),
+            **self._copy_source_sse(source_sse))
         return Part(number, str(resp["CopyPartResult"]["ETag"]))
 
     async def complete_multipart(self, key: str, upload_id: str,
@@ -457,12 +477,13 @@ class S3Store:
 
     async def copy(self, source: str, target: str, metadata: Mapping[str, str],
                    content: Content, sse: SseCKey | None,
-                   source_sse: SseCKey | None) -> Stored:
+                   source_sse: SseCKey | None, *, source_etag: str | None = None) -> Stored:
+        cond = {"CopySourceIfMatch": source_etag} if source_etag else {}
         resp: Any = await self._call(
             "CopyObject", target, self._client.copy_object, detail=f" from {source}",
             Bucket=self.bucket, Key=target, CopySource={"Bucket": self.bucket, "Key": source},
             MetadataDirective="REPLACE", Metadata=dict(metadata), **_content_args(content),
-            **self._sse(sse), **self._copy_source_sse(source_sse))
+            **cond, **self._sse(sse), **self._copy_source_sse(source_sse))
         return self._stored("CopyObject", target, resp,
                             str(resp.get("CopyObjectResult", {}).get("ETag", "")), sse)
 
@@ -507,6 +528,64 @@ class S3Store:
                                           limiter=self._limiter)
         except Exception as exc:
             raise EndpointError(explain_startup_error(exc, self.bucket, endpoint)) from None
+
+
+    # ---------------------------------------------------------------- rotation and checks
+    # (rotate.py, check.py): one HEAD per key tried, versions, conditional writes, and every
+    # content header a rewrite must keep
+
+    async def head_as(self, key: str, sse: SseCKey | None, *,
+                      version_id: str | None = None) -> ObjectHead:
+        args: dict[str, Any] = {"Bucket": self.bucket, "Key": key, **self._sse(sse)}
+        if version_id:
+            args["VersionId"] = version_id
+        detail = f" version {version_id}" if version_id else ""
+        if sse is None:
+            detail += " (no key)"
+        try:
+            resp: Any = await self._call("HeadObject", key, self._client.head_object,
+                                         detail=detail, **args)
+        except SsecfsError as exc:
+            if exc.status in (400, 403) and (sse is not None or exc.status == 400):
+                # a refused key (RGW: 400, AWS/SeaweedFS: 403), or no key for an encrypted
+                # object (400); HEAD answers have no body that would tell more
+                out = KeyMismatch(f"HeadObject {key}{detail}: {exc.status}: refused")
+                out.status = exc.status
+                raise out from None
+            raise
+        echoed = echoed_md5s(resp.get("SSECustomerKeyMD5"))
+        if sse is not None and echoed and echoed != {sse.md5_b64}:
+            raise KeyMismatch(f"HeadObject {key}{detail}: server echoed another key's MD5")
+        if sse is None and resp.get("SSECustomerAlgorithm"):
+            raise KeyMismatch(f"HeadObject {key}{detail}: encrypted with SSE-C, no key given")
+        headers = _content_of(resp)
+        return ObjectHead(key=key, size=int(resp.get("ContentLength", 0)),
+                          etag=str(resp.get("ETag", "")), metadata=dict(resp.get("Metadata", {})),
+                          headers=headers,
+                          key_md5=sse.md5_b64 if (sse is not None and echoed) else None,
+                          version_id=resp.get("VersionId") or version_id)
+
+    async def list_versions_page(self, prefix: str, *,
+                                 marker: tuple[str, str] | None = None,
+                                 max_keys: int = 1000) -> VersionPage:
+        args: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix, "MaxKeys": max_keys}
+        if marker is not None:
+            args["KeyMarker"] = marker[0]
+            if marker[1]:
+                args["VersionIdMarker"] = marker[1]
+        resp: Any = await self._call("ListObjectVersions", prefix or "/",
+                                     self._client.list_object_versions, **args)
+        versions = tuple(
+            ListedVersion(key=v["Key"],
+                          version_id=None if v.get("VersionId") in (None, "", "null")
+                          else str(v["VersionId"]),
+                          size=int(v.get("Size", 0)), etag=str(v.get("ETag", "")),
+                          is_latest=bool(v.get("IsLatest", False)))
+            for v in resp.get("Versions", ()))
+        nxt = None
+        if resp.get("IsTruncated"):
+            nxt = (str(resp.get("NextKeyMarker", "")), str(resp.get("NextVersionIdMarker", "")))
+        return VersionPage(versions, nxt)
 
 
 def explain_startup_error(exc: BaseException, bucket: str, endpoint: str) -> str:

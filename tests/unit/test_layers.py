@@ -7,7 +7,8 @@ import sys
 import pytest
 
 PURE = ["ssecfs.errors", "ssecfs.keys", "ssecfs.config", "ssecfs.paths", "ssecfs.ranges",
-        "ssecfs.parts", "ssecfs.cache", "ssecfs.inodes", "ssecfs.attrs", "ssecfs.buffer"]
+        "ssecfs.parts", "ssecfs.cache", "ssecfs.inodes", "ssecfs.attrs", "ssecfs.buffer",
+        "ssecfs.shard", "ssecfs.progress", "ssecfs.report"]
 
 
 @pytest.mark.parametrize("module", PURE)
