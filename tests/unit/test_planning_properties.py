@@ -23,11 +23,10 @@ def clean_ranges(draw: st.DrawFn, size: int) -> list[ByteRange]:
         return []
     cuts = sorted(set(draw(st.lists(st.integers(0, size), max_size=8))))
     bounds = [0, *cuts, size]
-    return [ByteRange(a, b) for a, b, keep in zip(bounds, bounds[1:],
-                                                   draw(st.lists(st.booleans(),
-                                                                 min_size=len(bounds),
-                                                                 max_size=len(bounds))))
-            if keep and b > a]
+    pieces = list(zip(bounds, bounds[1:], strict=False))
+    keep = draw(st.lists(st.booleans(), min_size=len(pieces), max_size=len(pieces)))
+    return [ByteRange(a, b) for (a, b), kept in zip(pieces, keep, strict=True)
+            if kept and b > a]
 
 
 @settings(max_examples=300, deadline=None)
@@ -67,7 +66,7 @@ def test_read_plans_cover_what_is_asked_and_nothing_twice(file_size: int,
         for r in planned:
             assert 0 <= r.start < r.end <= file_size  # inside the file, never empty
             assert not [h for h in have if h.start < r.end and r.start < h.end]  # held once
-        for a, b in zip(planned, planned[1:]):
+        for a, b in zip(planned, planned[1:], strict=False):
             assert a.end <= b.start or b.end <= a.start
         assert not missing(want, [*have, *planned])  # everything asked for is covered
         assert sum(len(r) for r in planned) <= len(want) + 16 * MiB * 5  # read-ahead bounded
