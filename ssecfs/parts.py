@@ -30,11 +30,11 @@ class PartPlan:
     copy: bool  # True: UploadPartCopy from the object in the bucket
 
 
-def part_size_for(size: int, preferred: int) -> int:
-    """`preferred`, grown in whole MiB so that `size` needs at most MAX_PARTS parts."""
+def part_size_for(size: int, preferred: int, max_parts: int = MAX_PARTS) -> int:
+    """`preferred`, grown in whole MiB so that `size` needs at most `max_parts` parts."""
     part = max(preferred, MIN_PART)
-    if size > part * MAX_PARTS:
-        needed = -(-size // MAX_PARTS)
+    if size > part * max_parts:
+        needed = -(-size // max_parts)
         part = -(-needed // MiB) * MiB
     return min(part, MAX_PART)
 
@@ -103,9 +103,11 @@ def plan_parts(size: int, part_size: int, clean: Sequence[ByteRange] = ()) -> li
     """Parts for an object of `size` bytes; see the module docstring."""
     if size > MAX_OBJECT:
         raise TooBig(f"{size} bytes: objects larger than 5 TiB cannot be stored in S3")
-    part = part_size_for(size, part_size)
+    runs = _normalise(_runs(size, clean), size)
+    # each run may end in one short part of its own: leave room for one per run
+    part = part_size_for(size, part_size, MAX_PARTS - len(runs))
     plans: list[PartPlan] = []
-    for start, end, is_clean in _normalise(_runs(size, clean), size):
+    for start, end, is_clean in runs:
         chunk = max(COPY_CHUNK, part) if is_clean else part
         for rng in _chunks(start, end, chunk, final=end == size):
             plans.append(PartPlan(len(plans) + 1, rng, bool(is_clean)))
