@@ -63,7 +63,7 @@ from .inodes import ROOT_INODE, InodeTable
 from .keys import KeyRing
 from .locks import PathLocks
 from .namespace import Namespace
-from .ranges import Readahead
+from .ranges import Readahead, ReadBudget
 from .reader import ReadHandle
 from .spill import SpillFile, remove_stale_spill_files
 from .stats import Stats
@@ -125,6 +125,7 @@ class Filesystem:
         self.writer = Writer(store, keys, self.ns, self.transfers, self._spill,
                              cfg.write_buffer_memory)
         self._nursery: trio.Nursery | None = None
+        self._read_budget = ReadBudget(cfg.read_ahead_memory)
         # inode -> ETag of the object whose content the kernel's page cache may hold
         self._page_etags: dict[int, str] = {}
         # tells the kernel to forget what it cached of an inode's attributes (set by the
@@ -425,7 +426,8 @@ class Filesystem:
             h.reader = ReadHandle(self.store, base.key, base.size, base.etag,
                                   self.keys.for_md5(base.key_md5),
                                   Readahead(maximum=self.cfg.read_ahead,
-                                            depth=self.cfg.read_concurrency), self._nursery)
+                                            depth=self.cfg.read_concurrency), self._nursery,
+                                  self._read_budget)
         return await h.reader.read(offset, size)
 
     # ------------------------------------------------------------------ files: write and flush

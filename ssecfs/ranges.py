@@ -67,6 +67,24 @@ def missing(want: ByteRange, have: Sequence[ByteRange]) -> list[ByteRange]:
     return gaps
 
 
+class ReadBudget:
+    """Bytes of read-ahead the whole mount may hold: fetched ahead of the readers, not yet
+    read past. What a read asks for is always fetched; read-ahead only within the budget."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.held = 0
+
+    def reserve(self, n: int) -> bool:
+        if self.held + n > self.limit:
+            return False
+        self.held += n
+        return True
+
+    def release(self, n: int) -> None:
+        self.held = max(0, self.held - n)
+
+
 class Readahead:
     """Sequential-read detector and request sizer for one open file."""
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import trio
 
 from .keys import SseCKey
-from .ranges import ByteRange, Readahead, clip
+from .ranges import ByteRange, Readahead, ReadBudget, clip
 from .store.base import ObjectStore
 
 log = logging.getLogger(__name__)
@@ -31,11 +31,13 @@ class Segment:
     done: trio.Event = field(default_factory=trio.Event)
     data: bytes = b""
     error: Exception | None = None
+    reserved: int = 0  # bytes of the mount's read-ahead budget this segment holds
 
 
 class ReadHandle:
     def __init__(self, store: ObjectStore, key: str, size: int, etag: str,
-                 sse: SseCKey | None, readahead: Readahead, nursery: trio.Nursery) -> None:
+                 sse: SseCKey | None, readahead: Readahead, nursery: trio.Nursery,
+                 budget: ReadBudget | None = None) -> None:
         self.store = store
         self.key = key
         self.size = size
@@ -45,6 +47,7 @@ class ReadHandle:
         self._nursery = nursery
         self._segments: list[Segment] = []
         self._scopes: set[trio.CancelScope] = set()
+        self._budget = budget or ReadBudget(1 << 62)
 
     async def read(self, offset: int, size: int) -> bytes:
         want = clip(offset, size, self.size)
@@ -53,6 +56,10 @@ class ReadHandle:
         self._ra.advise(offset, len(want))
         for rng in self._ra.plan(want, [s.rng for s in self._segments], self.size):
             seg = Segment(rng)
+            if rng.start >= want.end:  # read-ahead: only within the mount's budget
+                if not self._budget.reserve(len(rng)):
+                    continue
+                seg.reserved = len(rng)
             self._segments.append(seg)
             self._nursery.start_soon(self._fetch, seg)
         covering = sorted((s for s in self._segments
@@ -66,6 +73,7 @@ class ReadHandle:
                 # a later read may try again; a concurrent read may have dropped it already
                 if seg in self._segments:
                     self._segments.remove(seg)
+                    self._release(seg)
                 raise seg.error
             if seg.rng.start > pos or seg.rng.end <= pos:
                 continue
@@ -77,7 +85,14 @@ class ReadHandle:
 
     def _drop_behind(self, offset: int) -> None:
         # keep the segment that holds `offset` (short backward seeks) and everything ahead
+        for s in self._segments:
+            if s.rng.end <= offset:
+                self._release(s)
         self._segments = [s for s in self._segments if s.rng.end > offset]
+
+    def _release(self, seg: Segment) -> None:
+        self._budget.release(seg.reserved)
+        seg.reserved = 0
 
     async def _fetch(self, seg: Segment) -> None:
         with trio.CancelScope() as scope:
@@ -94,4 +109,6 @@ class ReadHandle:
     def close(self) -> None:
         for scope in self._scopes:
             scope.cancel()
+        for seg in self._segments:
+            self._release(seg)
         self._segments.clear()
