@@ -92,14 +92,9 @@ def parse_key(data: bytes, source: str = "key file") -> SseCKey:
             break
     if len(text) == KEY_BYTES:
         return SseCKey(text)
-    stripped = text.strip()
-    if len(stripped) == 44:  # base64 of 32 bytes, with one "=" of padding
-        try:
-            decoded = base64.b64decode(stripped, validate=True)
-        except (binascii.Error, ValueError):
-            decoded = b""
-        if len(decoded) == KEY_BYTES:
-            return SseCKey(decoded)
+    decoded = _b64_key(text.strip())
+    if decoded is not None:
+        return decoded
     raise KeyFileError(
         f"{source} does not hold an SSE-C key ({len(data)} bytes); accepted forms: {ACCEPTED_FORMS}"
     )
@@ -151,14 +146,21 @@ def parse_keys(data: bytes, source: str = "key file") -> tuple[SseCKey, ...]:
     return tuple(keys)
 
 
+def _b64_key(stripped: bytes) -> SseCKey | None:
+    """The key whose base64 (44 characters, one "=" of padding) `stripped` is, if it is."""
+    if len(stripped) != 44:
+        return None
+    try:
+        decoded = base64.b64decode(stripped, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    return SseCKey(decoded) if len(decoded) == KEY_BYTES else None
+
+
 def _line_key(line: bytes, stripped: bytes) -> SseCKey | None:
-    if len(stripped) == 44:
-        try:
-            decoded = base64.b64decode(stripped, validate=True)
-        except (binascii.Error, ValueError):
-            decoded = b""
-        if len(decoded) == KEY_BYTES:
-            return SseCKey(decoded)
+    decoded = _b64_key(stripped)
+    if decoded is not None:
+        return decoded
     if len(line) == KEY_BYTES:
         return SseCKey(line)
     return None

@@ -17,10 +17,11 @@ import pytest
 import trio
 
 from ssecfs.attrs import Attr, Kind, meta_from_attr
-from ssecfs.errors import SsecfsError, UserError
+from ssecfs.errors import UserError
 from ssecfs.filesystem import Filesystem
 from ssecfs.keys import KeyRing, SseCKey
 from tests.core.conftest import Core, make_core
+from tests.core.test_operations import errno_of
 
 Clock = trio.abc.Clock
 MiB = 1024 * 1024
@@ -49,14 +50,6 @@ async def ring(tmp_path: Path) -> AsyncIterator[RingCore]:
         yield c
         nursery.cancel_scope.cancel()
     c.fs.close()
-
-
-async def errno_of(awaitable: object) -> int:
-    try:
-        await awaitable  # type: ignore[misc]
-    except SsecfsError as exc:
-        return exc.errno
-    return 0
 
 
 def md5_of(c: Core, key: str) -> str | None:
