@@ -336,7 +336,7 @@ class Filesystem:
         f = self._file_at(path)
         if f is not None and not f.unlinked:
             return f.attr
-        return self.ns.attrs.get(path)
+        return self.ns.cached(path)
 
     def releasedir(self, fh: int) -> None:
         self.handles.pop_dir(fh)
@@ -582,7 +582,7 @@ class Filesystem:
             if await self.ns.has_children(path, self._local_paths()):
                 raise NotEmpty(path)
             await self.store.delete(self.ns.dir_key(path))
-            for key in self.ns.compat_keys(path):  # a directory object of an older kind
+            for key in self.ns.take_compat_keys(path):  # a directory object of an older kind
                 await self.store.delete(key)
             self.ns.gone(path)
             await self.ns.keep_parent(path)
@@ -746,7 +746,7 @@ class Filesystem:
         # children before the markers of their directories (reverse order puts every key
         # before its prefixes): SeaweedFS keeps listing a directory forever when its marker
         # goes before its last child
-        await self.store.delete_many(sorted(keys, reverse=True) + self.ns.compat_keys(old))
+        await self.store.delete_many(sorted(keys, reverse=True) + self.ns.take_compat_keys(old))
         self.ns.removed_dir(old)
         self.ns.made_dir(new)
         for f in self._files_within(old):
@@ -867,7 +867,7 @@ class Filesystem:
             if attr.kind is Kind.DIR:
                 # a directory object of an older kind gives way to the "dir/" marker just
                 # stored (s3fs does the same), or it would still be found first
-                for key in self.ns.compat_keys(path):
+                for key in self.ns.take_compat_keys(path):
                     await self.store.delete(key)
             self.ns.stored(path, new_attr)
             return Entry(ino, new_attr, self.cfg.cache_ttl)

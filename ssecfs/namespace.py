@@ -208,10 +208,13 @@ class Namespace:
         while len(self._dir_times) > DIR_TIMES_MAX:
             del self._dir_times[next(iter(self._dir_times))]
 
-    def compat_keys(self, path: str) -> list[str]:
-        """The directory objects of an older kind known for the directory `path`."""
+    def take_compat_keys(self, path: str) -> list[str]:
+        """The directory objects of an older kind known for the directory `path`, which the
+        caller is about to delete (they are forgotten here)."""
         key = self.key(path)
-        return [k for k in (key, key + FOLDER_SUFFIX) if k in self._compat]
+        found = [k for k in (key, key + FOLDER_SUFFIX) if k in self._compat]
+        self._compat.difference_update(found)
+        return found
 
     def sse_for(self, key: str) -> SseCKey:
         """The key to read object `key` with: the one remembered for it, else the writer."""
@@ -347,7 +350,15 @@ class Namespace:
     # ------------------------------------------------------------------ attributes
     async def stat(self, path: str) -> Attr:
         """Attributes of `path`, from cache or the bucket. Raises NotFound."""
-        attr = await self.root() if path == "" else await self._stat(path)
+        return self._with_dir_times(path, await self.root() if path == ""
+                                    else await self._stat(path))
+
+    def cached(self, path: str) -> Attr | None:
+        """The attributes of `path` if they are cached (no request)."""
+        attr = self.attrs.get(path)
+        return None if attr is None else self._with_dir_times(path, attr)
+
+    def _with_dir_times(self, path: str, attr: Attr) -> Attr:
         changed = self._dir_times.get(path)
         if changed is not None and attr.kind is Kind.DIR and changed > attr.ctime:
             attr = attr.with_(mtime_ns=max(changed, attr.mtime_ns), ctime_ns=changed)
