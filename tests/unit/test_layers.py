@@ -8,7 +8,7 @@ import pytest
 
 PURE = ["ssecfs.errors", "ssecfs.keys", "ssecfs.config", "ssecfs.paths", "ssecfs.ranges",
         "ssecfs.parts", "ssecfs.cache", "ssecfs.inodes", "ssecfs.attrs", "ssecfs.buffer",
-        "ssecfs.shard", "ssecfs.progress", "ssecfs.report"]
+        "ssecfs.shard", "ssecfs.progress", "ssecfs.report", "ssecfs.versions"]
 
 
 @pytest.mark.parametrize("module", PURE)
