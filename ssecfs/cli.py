@@ -27,10 +27,11 @@ import logging
 import os
 import signal
 import sys
+import time
 from collections.abc import Sequence
 from typing import Any
 
-from .config import MountConfig, OptionError, apply_o_options, split_bucket
+from .config import MountConfig, OptionError, apply_o_options, parse_as_of, split_bucket
 from .errors import EXIT_MOUNT, EXIT_STORE, EXIT_USAGE, SsecfsError, UserError
 from .keys import (
     KeyRing,
@@ -409,6 +410,9 @@ def add_mount_options(m: argparse.ArgumentParser) -> None:
                    help="mount options, as in /etc/fstab; see docs/usage.md")
     m.add_argument("--debug", action="store_true",
                    help="log every S3 request (never keys or credentials)")
+    m.add_argument("--as-of", metavar="TIME",
+                   help="show a versioned bucket as it was at TIME (ISO 8601 with Z or an "
+                        "offset, e.g. 2026-12-02T06:36:00Z), read-only")
 
 
 _PATH_OPTIONS = ("key_file", "ca_bundle", "log_file")
@@ -431,6 +435,11 @@ def config_from_args(args: argparse.Namespace, sloppy: bool = False) -> MountCon
         explicit["foreground"] = True
     if getattr(args, "debug", False):
         explicit["debug"] = True
+    if getattr(args, "as_of", None) is not None:
+        try:
+            explicit["as_of"] = parse_as_of(args.as_of)
+        except ValueError as exc:
+            raise OptionError(f"--as-of: {exc}") from None
     old_key_files = getattr(args, "old_key_files", None)
     if old_key_files:  # added to those of -o old_key_file=
         explicit["old_key_files"] = (*cfg.old_key_files, *old_key_files)
@@ -451,6 +460,10 @@ def config_from_args(args: argparse.Namespace, sloppy: bool = False) -> MountCon
     cfg = dataclasses.replace(cfg, **absolute)
     if cfg.ca_bundle is not None and not os.path.isfile(cfg.ca_bundle):
         raise OptionError(f"CA bundle {cfg.ca_bundle} does not exist")
+    if cfg.as_of is not None and cfg.as_of > time.time_ns():
+        # what the view shows is remembered for good: only the past stays put
+        raise OptionError("as_of is in the future: give a past time (to see the bucket as "
+                          "it is now, mount without as_of; -o ro makes it read-only)")
     return cfg
 
 

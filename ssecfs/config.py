@@ -20,6 +20,7 @@ an EIO later: sizes are whole numbers of bytes, numbers are finite and in range 
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import ipaddress
 import math
 import os
@@ -92,8 +93,15 @@ class MountConfig:
     connect_timeout: float = 10.0
     read_timeout: float = 60.0
     fuse_options: tuple[str, ...] = ()  # extra options passed to the kernel (nosuid, nodev…)
+    # show a versioned bucket as it was at this time (ns since the epoch, UTC); implies
+    # read_only (see store/snapshot.py)
+    as_of: int | None = None
 
     def __post_init__(self) -> None:
+        if self.as_of is not None and not self.read_only:
+            # a view of the past is read-only whatever else was said (mount(8) passes "rw"
+            # by default, so that is not an error)
+            object.__setattr__(self, "read_only", True)
         for name, hint in (("uid", "id -u USER"), ("gid", "getent group GROUP")):
             value = getattr(self, name)
             if not 0 <= value <= ID_MAX:
@@ -245,6 +253,24 @@ def _valid_host(host: str, bracketed: bool) -> bool:
     return len(name) <= 253 and all(_HOST_LABEL.fullmatch(label) for label in name.split("."))
 
 
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
+
+
+def parse_as_of(text: str) -> int:
+    """An ISO 8601 time with a zone ('2026-12-02T06:36:00Z', '…T07:36:00+01:00', fractions
+    of a second allowed) -> ns since the epoch. A time without a zone is refused: whether it
+    meant UTC or local time, a guess would show the wrong hour of the past."""
+    hint = "give an ISO 8601 time with Z (UTC) or an offset, e.g. 2026-12-02T06:36:00Z"
+    try:
+        when = datetime.datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ValueError(f"not a time: {text!r}; {hint}") from None
+    if when.tzinfo is None or when.utcoffset() is None:
+        raise ValueError(f"{text!r} has no time zone; add Z for UTC or an offset such as "
+                         f"+01:00 (e.g. 2026-12-02T06:36:00Z)")
+    return (when - _EPOCH) // datetime.timedelta(microseconds=1) * 1000
+
+
 def _parse_bool(text: str) -> bool:
     low = text.lower()
     if low in ("1", "true", "yes", "on", ""):
@@ -300,6 +326,7 @@ OPTIONS: dict[str, _Option] = {
     "debug": _Option("debug", _parse_bool, flag=True),
     "log_file": _Option("log_file", str),
     "foreground": _Option("foreground", _parse_bool, flag=True),
+    "as_of": _Option("as_of", parse_as_of),
 }
 
 # Options of mount(8), fstab and systemd that mean nothing to ssecfs: accepted and dropped.

@@ -35,9 +35,11 @@ from .errors import (
     EXIT_DIRTY,
     EXIT_KEY,
     EXIT_MOUNT,
+    EXIT_STORE,
     EXIT_USAGE,
     KeyMismatch,
     NotFound,
+    SsecfsError,
     UserError,
 )
 from .filesystem import Filesystem
@@ -45,7 +47,9 @@ from .fuse_ops import Operations
 from .keys import KeyRing
 from .log import register_secret
 from .namespace import head_with_ring
+from .store.base import ObjectStore
 from .store.s3 import S3Store, make_client
+from .store.snapshot import SnapshotStore, as_of_text
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +130,19 @@ def check_cache_dir(path: str) -> None:
                         EXIT_USAGE) from None
 
 
-async def check_key(store: S3Store, keys: KeyRing, prefix: str, key_file: str) -> None:
+async def check_versioned(store: S3Store, bucket: str) -> None:
+    """--as-of needs a bucket whose versioning is (or was) on: else there is no past."""
+    try:
+        status = await store.versioning()
+    except SsecfsError as exc:
+        raise UserError(f"cannot read the versioning status of bucket {bucket} ({exc}); "
+                        f"--as-of needs it", EXIT_STORE) from None
+    if status not in ("Enabled", "Suspended"):
+        raise UserError(f"bucket {bucket} has no versioning; --as-of needs a versioned bucket",
+                        EXIT_STORE)
+
+
+async def check_key(store: ObjectStore, keys: KeyRing, prefix: str, key_file: str) -> None:
     """Refuse to mount when no key of the ring opens any of the first few encrypted
     objects."""
     page = await store.list_page(prefix, delimiter=None, max_keys=50)
@@ -234,14 +250,18 @@ async def _serve(cfg: MountConfig, keys: KeyRing, ready: Callable[[], None],
         endpoint = str(client.meta.endpoint_url)
         store = S3Store(client, cfg.bucket, retry_time=cfg.retry_time)
         await store.check_bucket(cfg.prefix, endpoint)
+        view: ObjectStore = store
+        if cfg.as_of is not None:
+            await check_versioned(store, cfg.bucket)
+            view = SnapshotStore(store, cfg.as_of)
         if cfg.key_check:
-            await check_key(store, keys, cfg.prefix, cfg.key_file or "the key file")
+            await check_key(view, keys, cfg.prefix, cfg.key_file or "the key file")
         check_mountpoint(cfg.mountpoint)
     if run.startup.cancelled_caught:
         signum = run.signal or signal.SIGTERM
         raise UserError(f"interrupted by {signal.Signals(signum).name} before "
                         f"{cfg.mountpoint} was mounted", 128 + signum)
-    fs = Filesystem(store, cfg, keys, stats=store.stats)
+    fs = Filesystem(view, cfg, keys, stats=store.stats)
     ops = Operations(fs)
     options = set(pyfuse3.default_options) | fuse_mount_options(cfg)
     try:
@@ -257,6 +277,8 @@ async def _serve(cfg: MountConfig, keys: KeyRing, ready: Callable[[], None],
     # FILE` prints them
     log.info("key ring: %d key(s); the first one of %s writes", len(keys),
              cfg.key_file or f"file descriptor {cfg.key_fd}")
+    if cfg.as_of is not None:
+        log.info("showing the bucket as it was at %s (read-only)", as_of_text(cfg.as_of))
     failed: list[str] = []
     flushed = False
     try:

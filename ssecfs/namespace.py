@@ -37,8 +37,10 @@ Rule: every cache fill that follows an `await` checks the `ChangeLog` first, so 
 listing in flight during an unlink or rename cannot bring back what that change removed.
 Every change of the bucket made through the mount calls `invalidate(path)`.
 
-The filesystem sees this module through `NamespaceView`, so that a read-only view of a
-versioned bucket "as of a time" can be a second implementation.
+The filesystem sees this module through `NamespaceView`. The read-only view of a versioned
+bucket "as of a time" (`--as-of`) is not a second implementation of it but a store under this
+one (`store/snapshot.SnapshotStore`, see docs/architecture.md): everything here runs unchanged
+on the versions it presents as plain objects.
 """
 
 from __future__ import annotations

@@ -176,7 +176,19 @@ class S3Server:
                     with contextlib.suppress(Exception):
                         client.delete_object(Bucket=name, Key=k["Key"])
         with contextlib.suppress(Exception):
+            if client.get_bucket_versioning(Bucket=name).get("Status"):
+                self._purge_versions(client, name)
+        with contextlib.suppress(Exception):
             client.delete_bucket(Bucket=name)
+
+    @staticmethod
+    def _purge_versions(client: Any, name: str) -> None:
+        """Every version and delete marker of bucket `name` (a versioned bucket cannot be
+        deleted while it holds any; deleting the current objects only adds markers)."""
+        for page in client.get_paginator("list_object_versions").paginate(Bucket=name):
+            for v in [*page.get("Versions", []), *page.get("DeleteMarkers", [])]:
+                with contextlib.suppress(Exception):
+                    client.delete_object(Bucket=name, Key=v["Key"], VersionId=v["VersionId"])
 
     def env(self) -> dict[str, str]:
         """AWS_* variables for a subprocess (the CA bundle is deliberately not included)."""

@@ -84,14 +84,17 @@ class Upload:
 
 class ObjectStore(Protocol):
     async def head(self, key: str, sse: SseCKey | None, *,
-                   encrypted: bool = False) -> ObjectInfo:
+                   encrypted: bool = False, version_id: str | None = None) -> ObjectInfo:
         """HEAD with `sse`. An object under another key is KeyMismatch; an object stored
         without SSE-C is answered with key_md5=None (whatever `sse` was). `encrypted`: the
         object is known to be under some SSE-C key (an earlier HEAD was a KeyMismatch), so a
-        refusal of `sse` is a KeyMismatch without asking why (a key ring's next tries)."""
+        refusal of `sse` is a KeyMismatch without asking why (a key ring's next tries).
+        `version_id`: that version of the object (VersionId; "null" for the version made
+        before versioning was enabled), else the current one."""
 
     async def get_range(self, key: str, rng: ByteRange | None, sse: SseCKey | None, *,
-                        etag: str | None = None) -> bytes: ...
+                        etag: str | None = None, version_id: str | None = None) -> bytes:
+        """GetObject (of `version_id` if given), ranged if `rng` is given, If-Match `etag`."""
 
     async def list_page(self, prefix: str, *, delimiter: str | None = "/",
                         token: str | None = None, max_keys: int = 1000) -> ListPage: ...
@@ -142,8 +145,14 @@ class ObjectStore(Protocol):
 
     async def list_versions_page(self, prefix: str, *,
                                  marker: tuple[str, str] | None = None,
-                                 max_keys: int = 1000) -> VersionPage:
-        """One page of ListObjectVersions under `prefix` (no delimiter)."""
+                                 max_keys: int = 1000,
+                                 delimiter: str | None = None) -> VersionPage:
+        """One page of ListObjectVersions under `prefix` (with `delimiter`: the keys below
+        it rolled up into `VersionPage.prefixes`). A (key, "") marker resumes after that
+        key's versions."""
+
+    async def versioning(self) -> str:
+        """The bucket's versioning status: "Enabled", "Suspended" or "" (never enabled)."""
 
 
 # ------------------------------------------------------------------ key rotation and checks
@@ -172,9 +181,18 @@ class ListedVersion:
     size: int
     etag: str
     is_latest: bool
+    last_modified_ns: int = 0
+    delete_marker: bool = False
+
+    @property
+    def request_id(self) -> str:
+        """The VersionId to ask for this version with ("null": made before versioning)."""
+        return self.version_id or "null"
 
 
 @dataclass(frozen=True, slots=True)
 class VersionPage:
-    versions: tuple[ListedVersion, ...]  # delete markers are left out
+    versions: tuple[ListedVersion, ...]  # delete markers are left out (they are below)
     next_marker: tuple[str, str] | None  # (key marker, version id marker)
+    delete_markers: tuple[ListedVersion, ...] = ()  # each with delete_marker=True
+    prefixes: tuple[str, ...] = ()  # common prefixes, when listed with a delimiter

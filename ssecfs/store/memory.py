@@ -17,6 +17,10 @@
   writes); `copy_if_match_ignored` does the same for CopySourceIfMatch.
 - Faults: `fail(op, times, exc)` makes the next calls of `op` fail; `faults` takes a seeded
   schedule (`FaultSchedule`) that fails each request with some probability.
+- Versioning (`enable_versioning()`): every write and delete then adds a version (a delete
+  adds a delete marker), `head`/`get_range` take a `version_id`, and `list_versions_page`
+  lists them newest first, delete markers apart, as boto3 parses ListObjectVersions;
+  `clock_ns` is the LastModified the next write gets (it moves on by 1 ms per write).
 - `pause(op)` returns a `Gate`: the next call of `op` stops just before it takes effect until
   the test releases it, so a race (a rename while an upload is in flight) is deterministic.
 """
@@ -121,7 +125,12 @@ class MemoryStore:
         self._fail: dict[str, list[Exception]] = {}
         self._gates: list[Gate] = []
         self._next_upload = 0
-        self._clock_ns = time.time_ns()
+        self.clock_ns = time.time_ns()
+        self.versioning_status = ""
+        # key -> its versions, oldest first: (version id or None for "null", the object or
+        # None for a delete marker, LastModified)
+        self.history: dict[str, list[tuple[str | None, StoredObject | None, int]]] = {}
+        self._next_version = 0
 
     # ---------------------------------------------------------------- test controls
     def fail(self, op: str, times: int = 1, exc: Exception | None = None) -> None:
@@ -144,6 +153,18 @@ class MemoryStore:
     def body(self, key: str) -> bytes:
         return self.objects[key].body
 
+    def enable_versioning(self) -> None:
+        """Versioning on: what is stored now becomes each key's "null" version."""
+        self.versioning_status = "Enabled"
+        for key, obj in self.objects.items():
+            self.history.setdefault(key, [(None, obj, obj.last_modified_ns)])
+
+    def _versioned(self, key: str, obj: StoredObject | None) -> None:
+        if self.versioning_status:
+            self._next_version += 1
+            self.history.setdefault(key, []).append(
+                (f"v{self._next_version}", obj, self.clock_ns))
+
     # ---------------------------------------------------------------- plumbing
     async def _request(self, op: str, key: str) -> None:
         self.requests[op] += 1
@@ -165,14 +186,20 @@ class MemoryStore:
 
     def _store(self, key: str, body: bytes, metadata: dict[str, str], content: Content,
                key_md5: str | None, etag: str | None = None) -> Stored:
-        self._clock_ns += 1_000_000
+        self.clock_ns += 1_000_000
         obj = self.objects[key] = StoredObject(
             body, {k.lower(): v for k, v in metadata.items()}, content, key_md5,
-            etag or f'"{hashlib.md5(body).hexdigest()}"', self._clock_ns)
+            etag or f'"{hashlib.md5(body).hexdigest()}"', self.clock_ns)
+        self._versioned(key, obj)
         return Stored(obj.etag, None if self.no_write_echo else key_md5)
 
-    def _open(self, key: str, sse: SseCKey | None, op: str) -> StoredObject:
+    def _open(self, key: str, sse: SseCKey | None, op: str,
+              version_id: str | None = None) -> StoredObject:
         obj = self.objects.get(key)
+        if version_id is not None:
+            found = [o for v, o, _ in self.history.get(key, ())
+                     if (v or "null") == version_id]
+            obj = found[0] if found else None
         if obj is None:
             raise NotFound(f"{op} {key}: 404 NoSuchKey")
         if obj.key_md5 is not None and obj.key_md5 != _md5(sse):
@@ -191,18 +218,18 @@ class MemoryStore:
 
     # ---------------------------------------------------------------- reads
     async def head(self, key: str, sse: SseCKey | None, *,
-                   encrypted: bool = False) -> ObjectInfo:
+                   encrypted: bool = False, version_id: str | None = None) -> ObjectInfo:
         await self._request("HeadObject", key)
-        info = self._info(key, self._open(key, sse, "HeadObject"))
+        info = self._info(key, self._open(key, sse, "HeadObject", version_id))
         await self._gate("HeadObject", key, after=True)
         return info
 
     async def get_range(self, key: str, rng: ByteRange | None, sse: SseCKey | None, *,
-                        etag: str | None = None) -> bytes:
+                        etag: str | None = None, version_id: str | None = None) -> bytes:
         if rng is not None and len(rng) == 0:
             return b""
         await self._request("GetObject", key)
-        obj = self._open(key, sse, "GetObject")
+        obj = self._open(key, sse, "GetObject", version_id)
         if etag and etag != obj.etag:
             raise Stale(f"GetObject {key}: 412 PreconditionFailed")
         data = obj.body if rng is None else obj.body[rng.start : rng.end]
@@ -318,14 +345,21 @@ class MemoryStore:
             raise Stale(f"CopyObject {target}: 412 PreconditionFailed")
         return self._store(target, src.body, dict(metadata), content, _md5(sse))
 
+    def remove(self, key: str) -> None:
+        """Delete an object as another client would (no request counted)."""
+        self.objects.pop(key, None)
+        if self.versioning_status:
+            self.clock_ns += 1_000_000
+            self._versioned(key, None)
+
     async def delete(self, key: str) -> None:
         await self._request("DeleteObject", key)
-        self.objects.pop(key, None)
+        self.remove(key)
 
     async def delete_many(self, keys: Sequence[str]) -> None:
         await self._request("DeleteObjects", keys[0] if keys else "")
         for key in keys:
-            self.objects.pop(key, None)
+            self.remove(key)
 
     async def list_uploads(self, prefix: str) -> list[Upload]:
         await self._request("ListMultipartUploads", prefix)
@@ -336,9 +370,7 @@ class MemoryStore:
     async def head_as(self, key: str, sse: SseCKey | None, *,
                       version_id: str | None = None) -> ObjectHead:
         await self._request("HeadObject", key)
-        if version_id is not None:
-            raise NotFound(f"HeadObject {key} version {version_id}: 404 NoSuchVersion")
-        obj = self._open(key, sse, "HeadObject")
+        obj = self._open(key, sse, "HeadObject", version_id)
         head = ObjectHead(key=key, size=len(obj.body), etag=obj.etag,
                           metadata=dict(obj.metadata), headers=obj.content,
                           key_md5=obj.key_md5)
@@ -347,12 +379,41 @@ class MemoryStore:
 
     async def list_versions_page(self, prefix: str, *,
                                  marker: tuple[str, str] | None = None,
-                                 max_keys: int = 1000) -> VersionPage:
-        # no versioning here: every object is its one ("null") version
+                                 max_keys: int = 1000,
+                                 delimiter: str | None = None) -> VersionPage:
+        # without versioning every object is its one ("null") version
         await self._request("ListObjectVersions", prefix)
-        keys = sorted(k for k in self.objects if k.startswith(prefix)
-                      and (marker is None or k > marker[0]))
-        page = keys[:max_keys]
-        versions = tuple(ListedVersion(k, None, len(self.objects[k].body), self.objects[k].etag,
-                                       True) for k in page)
-        return VersionPage(versions, (page[-1], "") if len(keys) > max_keys else None)
+        keys = sorted(k for k in set(self.objects) | set(self.history) if k.startswith(prefix))
+        entries: list[tuple[str, ListedVersion | None]] = []  # (marker, version or prefix)
+        for key in keys:
+            rest = key[len(prefix):]
+            if delimiter and delimiter in rest:
+                common = prefix + rest[: rest.index(delimiter) + 1]
+                if not entries or entries[-1] != (common, None):
+                    entries.append((common, None))
+                continue
+            history = self.history.get(key) or [(None, self.objects[key],
+                                                 self.objects[key].last_modified_ns)]
+            for i, (vid, obj, when) in enumerate(reversed(history)):
+                entries.append((key, ListedVersion(
+                    key, vid, len(obj.body) if obj else 0, obj.etag if obj else "", i == 0,
+                    when, obj is None)))
+        if marker is not None:
+            after = [i for i, (k, v) in enumerate(entries) if k == marker[0] and (
+                v is None or not marker[1] or v.request_id == marker[1])]
+            start = after[-1] + 1 if after else \
+                next((i for i, (k, _) in enumerate(entries) if k > marker[0]), len(entries))
+            entries = entries[start:]
+        page, more = entries[:max_keys], len(entries) > max_keys
+        versions = tuple(v for _, v in page if v is not None)
+        nxt = None
+        if more and page:
+            last_key, last = page[-1]
+            nxt = (last_key, last.request_id if last is not None else "")
+        return VersionPage(tuple(v for v in versions if not v.delete_marker), nxt,
+                           tuple(v for v in versions if v.delete_marker),
+                           tuple(k for k, v in page if v is None))
+
+    async def versioning(self) -> str:
+        await self._request("GetBucketVersioning", "")
+        return self.versioning_status

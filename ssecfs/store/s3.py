@@ -296,40 +296,47 @@ class S3Store:
 
     # ---------------------------------------------------------------- reads
     async def head(self, key: str, sse: SseCKey | None, *,
-                   encrypted: bool = False) -> ObjectInfo:
+                   encrypted: bool = False, version_id: str | None = None) -> ObjectInfo:
+        pin = {"VersionId": version_id} if version_id else {}
+        detail = f" version {version_id}" if version_id else ""
         try:
             resp = await self._call("HeadObject", key, self._client.head_object,
-                                    Bucket=self.bucket, Key=key, **self._sse(sse))
+                                    detail=detail, Bucket=self.bucket, Key=key, **pin,
+                                    **self._sse(sse))
         except SsecfsError as exc:
             if sse is None or exc.status not in (400, 403):
                 raise
             if encrypted:  # asked why before: under another key
-                raise KeyMismatch(f"HeadObject {key}: {exc.status}: encrypted with another "
-                                  f"key") from None
-            return await self._head_refused(key, exc.status)
+                raise KeyMismatch(f"HeadObject {key}{detail}: {exc.status}: encrypted with "
+                                  f"another key") from None
+            return await self._head_refused(key, exc.status, version_id)
         echoed = echoed_md5s(resp.get("SSECustomerKeyMD5"))
         if sse is not None and echoed and echoed != {sse.md5_b64}:
-            err = KeyMismatch(f"HeadObject {key}: server echoed another key's MD5")
+            err = KeyMismatch(f"HeadObject {key}{detail}: server echoed another key's MD5")
             if len(echoed) == 1:
                 err.echoed_md5 = next(iter(echoed))  # the object's own key: a ring tries it
             raise err
         if sse is None and resp.get("SSECustomerAlgorithm"):
-            raise KeyMismatch(f"HeadObject {key}: encrypted with SSE-C, no key given")
+            raise KeyMismatch(f"HeadObject {key}{detail}: encrypted with SSE-C, no key given")
         return self._info(key, resp, sse.md5_b64 if (sse is not None and echoed) else None)
 
-    async def _head_refused(self, key: str, status: int) -> ObjectInfo:
+    async def _head_refused(self, key: str, status: int,
+                            version_id: str | None = None) -> ObjectInfo:
         """HEAD with our key was refused (400/403): find out why, without the key."""
+        pin = {"VersionId": version_id} if version_id else {}
+        detail = f" version {version_id}" if version_id else ""
         try:
             resp = await self._call("HeadObject", key, self._client.head_object,
-                                    Bucket=self.bucket, Key=key, detail=" (no key)")
+                                    Bucket=self.bucket, Key=key, **pin,
+                                    detail=f"{detail} (no key)")
         except SsecfsError as exc:
             if exc.status == 400:
                 # the object needs a customer key, and ours was refused: another key
-                raise KeyMismatch(f"HeadObject {key}: {status}: encrypted with another key") \
-                    from None
+                raise KeyMismatch(f"HeadObject {key}{detail}: {status}: encrypted with "
+                                  f"another key") from None
             raise
         if resp.get("SSECustomerAlgorithm"):
-            raise KeyMismatch(f"HeadObject {key}: encrypted with another key")
+            raise KeyMismatch(f"HeadObject {key}{detail}: encrypted with another key")
         return self._info(key, resp, None)
 
     @staticmethod
@@ -341,7 +348,7 @@ class S3Store:
                           content=_content_of(resp))
 
     async def get_range(self, key: str, rng: ByteRange | None, sse: SseCKey | None, *,
-                        etag: str | None = None) -> bytes:
+                        etag: str | None = None, version_id: str | None = None) -> bytes:
         if rng is not None and len(rng) == 0:
             return b""
         args: dict[str, Any] = {"Bucket": self.bucket, "Key": key, **self._sse(sse)}
@@ -349,7 +356,11 @@ class S3Store:
             args["Range"] = rng.http()
         if etag:
             args["IfMatch"] = etag
+        if version_id:
+            args["VersionId"] = version_id
         detail = f" [{rng.start}-{rng.end})" if rng is not None else ""
+        if version_id:
+            detail += f" version {version_id}"
 
         def fetch() -> tuple[bytes, str | None]:
             resp = self._client.get_object(**args)
@@ -370,9 +381,10 @@ class S3Store:
         except SsecfsError as exc:
             if sse is not None and exc.status in (400, 403):
                 # re-ask HEAD to name the cause (other key, unencrypted, no permission)
-                info = await self.head(key, sse)
+                info = await self.head(key, sse, version_id=version_id)
                 if not info.encrypted:
-                    return await self.get_range(key, rng, None, etag=etag)
+                    return await self.get_range(key, rng, None, etag=etag,
+                                                version_id=version_id)
             raise
         if sse is not None and echoed_md5s(echoed) - {sse.md5_b64}:
             raise KeyMismatch(f"GetObject {key}: server echoed another key's MD5")
@@ -567,25 +579,39 @@ class S3Store:
 
     async def list_versions_page(self, prefix: str, *,
                                  marker: tuple[str, str] | None = None,
-                                 max_keys: int = 1000) -> VersionPage:
+                                 max_keys: int = 1000,
+                                 delimiter: str | None = None) -> VersionPage:
         args: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix, "MaxKeys": max_keys}
+        if delimiter:
+            args["Delimiter"] = delimiter
         if marker is not None:
             args["KeyMarker"] = marker[0]
             if marker[1]:
                 args["VersionIdMarker"] = marker[1]
         resp: Any = await self._call("ListObjectVersions", prefix or "/",
                                      self._client.list_object_versions, **args)
-        versions = tuple(
-            ListedVersion(key=v["Key"],
-                          version_id=None if v.get("VersionId") in (None, "", "null")
-                          else str(v["VersionId"]),
-                          size=int(v.get("Size", 0)), etag=str(v.get("ETag", "")),
-                          is_latest=bool(v.get("IsLatest", False)))
-            for v in resp.get("Versions", ()))
+
+        def listed(v: Mapping[str, Any], delete_marker: bool) -> ListedVersion:
+            return ListedVersion(
+                key=v["Key"],
+                version_id=None if v.get("VersionId") in (None, "", "null")
+                else str(v["VersionId"]),
+                size=int(v.get("Size", 0)), etag=str(v.get("ETag", "")),
+                is_latest=bool(v.get("IsLatest", False)),
+                last_modified_ns=_ns(v.get("LastModified")), delete_marker=delete_marker)
+
+        versions = tuple(listed(v, False) for v in resp.get("Versions", ()))
+        markers = tuple(listed(v, True) for v in resp.get("DeleteMarkers", ()))
+        prefixes = tuple(p["Prefix"] for p in resp.get("CommonPrefixes", ()))
         nxt = None
         if resp.get("IsTruncated"):
             nxt = (str(resp.get("NextKeyMarker", "")), str(resp.get("NextVersionIdMarker", "")))
-        return VersionPage(versions, nxt)
+        return VersionPage(versions, nxt, markers, prefixes)
+
+    async def versioning(self) -> str:
+        resp: Any = await self._call("GetBucketVersioning", "/",
+                                     self._client.get_bucket_versioning, Bucket=self.bucket)
+        return str(resp.get("Status") or "")
 
 
 def explain_startup_error(exc: BaseException, bucket: str, endpoint: str) -> str:

@@ -8,7 +8,8 @@ import pytest
 
 PURE = ["ssecfs.errors", "ssecfs.keys", "ssecfs.config", "ssecfs.paths", "ssecfs.ranges",
         "ssecfs.parts", "ssecfs.cache", "ssecfs.inodes", "ssecfs.attrs", "ssecfs.buffer",
-        "ssecfs.shard", "ssecfs.progress", "ssecfs.report", "ssecfs.xattrs", "ssecfs.content"]
+        "ssecfs.shard", "ssecfs.progress", "ssecfs.report", "ssecfs.xattrs", "ssecfs.content",
+        "ssecfs.versions"]
 
 
 @pytest.mark.parametrize("module", PURE)
