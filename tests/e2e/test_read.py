@@ -529,7 +529,7 @@ def test_wrong_key_object_is_listed_but_unreadable(mixed: Populated, tmp_path: P
     # ... and the daemon says so once, naming the object
     lines = warnings_naming(mixed.mount.log(), OTHER_KEY_OBJ)
     assert len(lines) == 1, lines
-    assert "another SSE-C key" in lines[0]
+    assert "outside this mount's key ring" in lines[0]
 
 
 def test_unencrypted_object_is_readable_and_logged(mixed: Populated) -> None:
