@@ -63,6 +63,10 @@ from .base import (
     Upload,
     VersionPage,
 )
+from .lean import LeanHead, head_response
+
+# a lean HEAD's refusals, as `_translate` reads botocore's
+LEAN_ERRORS: dict[int, type[SsecfsError]] = {404: NotFound, 403: AccessDenied, 400: StoreError}
 
 
 def _content_of(resp: Mapping[str, Any]) -> Content:
@@ -181,8 +185,10 @@ def _ns(dt: Any) -> int:
 class S3Store:
     def __init__(self, client: Any, bucket: str,
                  limiter: trio.CapacityLimiter | None = None, retry_time: float = 60.0,
-                 stats: Stats | None = None) -> None:
+                 stats: Stats | None = None, lean: bool = True) -> None:
         self._client = client
+        # HEADs of current objects without botocore's CPU cost (`lean.py`); None: off
+        self._lean = LeanHead.for_client(client, bucket, MAX_POOL) if lean else None
         self.stats = stats or Stats()
         self.bucket = bucket
         self._limiter = limiter or trio.CapacityLimiter(MAX_POOL)
@@ -300,9 +306,12 @@ class S3Store:
         pin = {"VersionId": version_id} if version_id else {}
         detail = f" version {version_id}" if version_id else ""
         try:
-            resp = await self._call("HeadObject", key, self._client.head_object,
-                                    detail=detail, Bucket=self.bucket, Key=key, **pin,
-                                    **self._sse(sse))
+            resp = None if version_id else await self._lean_head(key, sse)
+            if resp is None:
+                resp = await self._call("HeadObject", key, self._client.head_object,
+                                        detail=detail, Bucket=self.bucket, Key=key, **pin,
+                                        **self._sse(sse))
+            assert resp is not None
         except SsecfsError as exc:
             if sse is None or exc.status not in (400, 403):
                 raise
@@ -319,6 +328,27 @@ class S3Store:
         if sse is None and resp.get("SSECustomerAlgorithm"):
             raise KeyMismatch(f"HeadObject {key}{detail}: encrypted with SSE-C, no key given")
         return self._info(key, resp, sse.md5_b64 if (sse is not None and echoed) else None)
+
+    async def _lean_head(self, key: str, sse: SseCKey | None) -> Mapping[str, Any] | None:
+        """A HEAD through `LeanHead`: a 200 answer shaped as botocore's; 404, 400 and 403
+        raised as `_translate` raises them; None when botocore has to ask (any other
+        answer, a failed connection, or no lean path)."""
+        if self._lean is None:
+            return None
+        started = time.monotonic()
+        self.stats.request("HeadObject")
+        answer = await trio.to_thread.run_sync(self._lean.head, key, sse,
+                                               limiter=self._limiter)
+        status = "asked again through botocore" if answer is None else \
+            "ok" if answer[0] == 200 else f"{answer[0]} {LEAN_ERRORS[answer[0]].__name__}"
+        log.debug("HeadObject %s -> %s in %.3fs", key, status, time.monotonic() - started)
+        if answer is None or answer[0] == 200:
+            return None if answer is None else head_response(answer[1])
+        if answer[0] != 404:
+            self.stats.add("errors")
+        err = LEAN_ERRORS[answer[0]](f"HeadObject {key}: {status}")
+        err.status = answer[0]
+        raise err
 
     async def _head_refused(self, key: str, status: int,
                             version_id: str | None = None) -> ObjectInfo:

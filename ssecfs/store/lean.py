@@ -1,0 +1,123 @@
+"""LeanHead: HeadObject without botocore's per-request machinery, for `ls -l` and lookups.
+
+Why: botocore spends about 1.5 ms of CPU on each HeadObject (parameter validation, the
+event system, serialising, parsing); under the GIL that caps a mount near 550 HEADs a second
+on two cores, whatever the concurrency. The same request signed with botocore's own SigV4
+signer and sent over a urllib3 pool costs about 0.65 ms (measured on Ceph RGW, 16 threads:
+1,116 vs 567 HEADs/s).
+
+Scope, on purpose small: only a HEAD of a current object (no version), and only its 200,
+400, 403 and 404 answers (the store reads them as it reads botocore's). Every other answer
+(a 5xx, a redirect) and any failure to send or receive returns None and the store asks again
+through botocore, which owns retries and their backoff. TLS is verified exactly as botocore
+verifies it (the same CA bundle); credentials come from the client's signer, so refreshed
+credentials are used as they refresh. Not used with an HTTPS proxy configured (botocore
+honours it; this pool would not).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import email.utils
+import logging
+import ssl
+import urllib.parse
+import urllib.request
+from collections.abc import Mapping
+from typing import Any
+
+import urllib3
+from botocore.auth import S3SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.httpsession import get_cert_path
+
+from ..keys import ALGORITHM, SseCKey
+
+log = logging.getLogger(__name__)
+
+META_PREFIX = "x-amz-meta-"
+ANSWERED = (200, 400, 403, 404)  # statuses a HEAD answer means the same whoever sent it
+
+
+class LeanHead:
+    def __init__(self, endpoint_url: str, bucket: str, region: str, credentials: Any,
+                 ca_bundle: str | bool | None, pool_size: int, connect_timeout: float,
+                 read_timeout: float) -> None:
+        url = urllib.parse.urlsplit(endpoint_url)
+        if url.scheme != "https" or not url.hostname:
+            raise ValueError("LeanHead needs an https:// endpoint")
+        self._base = f"https://{url.netloc}"
+        self._bucket_path = "/" + urllib.parse.quote(bucket, safe="")
+        self._region = region
+        self._credentials = credentials
+        context = ssl.create_default_context(cafile=get_cert_path(
+            ca_bundle if ca_bundle else True))
+        self._pool = urllib3.HTTPSConnectionPool(
+            url.hostname, url.port or 443, maxsize=pool_size, block=False,
+            ssl_context=context, retries=False,
+            timeout=urllib3.Timeout(connect=connect_timeout, read=read_timeout))
+
+    @classmethod
+    def for_client(cls, client: Any, bucket: str, pool_size: int) -> LeanHead | None:
+        """One for this boto3 client, or None where it cannot be like botocore's requests
+        (a proxy, no credentials, an endpoint botocore rewrites)."""
+        if urllib.request.getproxies().get("https"):
+            return None
+        try:
+            credentials = client._request_signer._credentials  # botocore keeps them here
+            cfg = client.meta.config
+            verify = client._endpoint.http_session._verify
+            if credentials is None:
+                return None
+            return cls(str(client.meta.endpoint_url), bucket, str(client.meta.region_name),
+                       credentials, verify, pool_size, float(cfg.connect_timeout),
+                       float(cfg.read_timeout))
+        except Exception as exc:  # private attributes: their absence only costs speed
+            log.debug("lean HEAD requests are off: %s", exc)
+            return None
+
+    def head(self, key: str, sse: SseCKey | None) -> tuple[int, Mapping[str, str]] | None:
+        """(status, headers) of a HEAD of `key` answered 200, 400, 403 or 404; None for
+        anything else (the caller asks botocore). Runs in a worker thread."""
+        path = f"{self._bucket_path}/{urllib.parse.quote(key, safe='/~')}"
+        headers = {"x-amz-content-sha256": "UNSIGNED-PAYLOAD"}
+        if sse is not None:
+            headers.update({
+                "x-amz-server-side-encryption-customer-algorithm": ALGORITHM,
+                "x-amz-server-side-encryption-customer-key": sse.b64,
+                "x-amz-server-side-encryption-customer-key-MD5": sse.md5_b64})
+        request = AWSRequest(method="HEAD", url=self._base + path, headers=headers)
+        try:
+            S3SigV4Auth(self._credentials.get_frozen_credentials(), "s3",
+                        self._region).add_auth(request)
+            resp = self._pool.request("HEAD", path, headers=dict(request.headers.items()),
+                                      preload_content=False, redirect=False)
+            resp.release_conn()
+        except Exception as exc:  # botocore asks again, and retries what is worth it
+            log.debug("lean HEAD %s: %s; asking through botocore", key, type(exc).__name__)
+            return None
+        if resp.status not in ANSWERED:
+            return None
+        # a header sent twice (SeaweedFS echoes the key MD5 twice) joined, as botocore does
+        return resp.status, {k.lower(): resp.headers[k] for k in resp.headers}
+
+
+def head_response(headers: Mapping[str, str]) -> dict[str, Any]:
+    """A lean HEAD's headers in the shape of botocore's head_object answer (the fields the
+    store reads)."""
+    out: dict[str, Any] = {
+        "ContentLength": int(headers.get("content-length", "0") or 0),
+        "ETag": headers.get("etag", ""),
+        "Metadata": {k[len(META_PREFIX):]: v for k, v in headers.items()
+                     if k.startswith(META_PREFIX)},
+        "ResponseMetadata": {"HTTPHeaders": dict(headers)},
+    }
+    if "last-modified" in headers:
+        with contextlib.suppress(TypeError, ValueError):
+            out["LastModified"] = email.utils.parsedate_to_datetime(headers["last-modified"])
+    for name, field in (("x-amz-server-side-encryption-customer-key-md5", "SSECustomerKeyMD5"),
+                        ("x-amz-server-side-encryption-customer-algorithm",
+                         "SSECustomerAlgorithm"), ("content-type", "ContentType")):
+        if name in headers:
+            out[field] = headers[name]
+    return out
