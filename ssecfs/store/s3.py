@@ -36,7 +36,7 @@ import urllib3.exceptions
 from botocore.config import Config
 
 from ..config import EndpointUrlError, check_endpoint_shape
-from ..content import BOTO_NAMES, Content, expires_time
+from ..content import BOTO_NAMES, HEADERS, Content, expires_time
 from ..errors import (
     EXIT_STORE,
     AccessDenied,
@@ -63,7 +63,7 @@ from .base import (
     Upload,
     VersionPage,
 )
-from .lean import LeanHead, head_response
+from .lean import LeanRequests, head_response
 
 # a lean HEAD's refusals, as `_translate` reads botocore's
 LEAN_ERRORS: dict[int, type[SsecfsError]] = {404: NotFound, 403: AccessDenied, 400: StoreError}
@@ -72,6 +72,14 @@ LEAN_ERRORS: dict[int, type[SsecfsError]] = {404: NotFound, 403: AccessDenied, 4
 def _content_of(resp: Mapping[str, Any]) -> Content:
     """The content headers of a HEAD answer, as the server sent them."""
     return Content.from_headers(resp.get("ResponseMetadata", {}).get("HTTPHeaders", {}))
+
+
+def _content_headers(content: Content) -> dict[str, str]:
+    """The content headers an object is to have, by their HTTP names (a lean PutObject)."""
+    out = {name: value for name, field in HEADERS.items() if (value := getattr(content, field))}
+    if "expires" in out and expires_time(out["expires"]) is None:
+        del out["expires"]
+    return out
 
 
 def _content_args(content: Content) -> dict[str, Any]:
@@ -187,8 +195,8 @@ class S3Store:
                  limiter: trio.CapacityLimiter | None = None, retry_time: float = 60.0,
                  stats: Stats | None = None, lean: bool = True) -> None:
         self._client = client
-        # HEADs of current objects without botocore's CPU cost (`lean.py`); None: off
-        self._lean = LeanHead.for_client(client, bucket, MAX_POOL) if lean else None
+        # HEADs and PUTs without botocore's CPU cost (`lean.py`); None: off
+        self._lean = LeanRequests.for_client(client, bucket, MAX_POOL) if lean else None
         self.stats = stats or Stats()
         self.bucket = bucket
         self._limiter = limiter or trio.CapacityLimiter(MAX_POOL)
@@ -330,7 +338,7 @@ class S3Store:
         return self._info(key, resp, sse.md5_b64 if (sse is not None and echoed) else None)
 
     async def _lean_head(self, key: str, sse: SseCKey | None) -> Mapping[str, Any] | None:
-        """A HEAD through `LeanHead`: a 200 answer shaped as botocore's; 404, 400 and 403
+        """A HEAD through `LeanRequests`: a 200 answer shaped as botocore's; 404, 400 and 403
         raised as `_translate` raises them; None when botocore has to ask (any other
         answer, a failed connection, or no lean path)."""
         if self._lean is None:
@@ -349,6 +357,27 @@ class S3Store:
         err = LEAN_ERRORS[answer[0]](f"HeadObject {key}: {status}")
         err.status = answer[0]
         raise err
+
+    async def _lean_put(self, key: str, body: bytes, metadata: Mapping[str, str],
+                        content: Content, sse: SseCKey | None) -> Mapping[str, Any] | None:
+        """A PutObject through `LeanRequests`: its answer shaped as botocore's, or None when
+        botocore has to send it (any answer but 200, a failed connection, no lean path)."""
+        if self._lean is None:
+            return None
+        started = time.monotonic()
+        self.stats.request("PutObject")
+        answer = await trio.to_thread.run_sync(self._lean.put, key, body, metadata,
+                                               _content_headers(content), sse,
+                                               limiter=self._limiter)
+        log.debug("PutObject %s (%d bytes) -> %s in %.3fs", key, len(body),
+                  "ok" if answer else "sent again through botocore",
+                  time.monotonic() - started)
+        if answer is None:
+            return None
+        headers = answer[1]
+        return {"ETag": headers.get("etag", ""),
+                "SSECustomerKeyMD5": headers.get(
+                    "x-amz-server-side-encryption-customer-key-md5")}
 
     async def _head_refused(self, key: str, status: int,
                             version_id: str | None = None) -> ObjectInfo:
@@ -447,6 +476,10 @@ class S3Store:
                   if_match: str | None = None) -> Stored:
         self.stats.add("bytes_up", len(body))
         cond = {"IfMatch": if_match} if if_match else {}
+        if not if_match:
+            lean = await self._lean_put(key, body, metadata, content, sse)
+            if lean is not None:
+                return self._stored("PutObject", key, lean, str(lean.get("ETag", "")), sse)
         resp: Any = await self._call(
             "PutObject", key, self._client.put_object,
             detail=f" ({len(body)} bytes{', if-match' if if_match else ''})",

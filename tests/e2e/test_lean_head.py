@@ -1,6 +1,7 @@
-"""The lean HeadObject path (store/lean.py) answers exactly as botocore's, on both servers:
-the same ObjectInfo for an object with metadata, content headers and an awkward name, the
-same errors for another key, no key, a plain object and a missing one."""
+"""The lean requests (store/lean.py) do exactly what botocore's do, on both servers: a HEAD
+gives the same ObjectInfo for an object with metadata, content headers and an awkward name,
+the same errors for another key, no key, a plain object and a missing one; a PutObject stores
+the same object (metadata, content headers, encryption) and its answer proves the key."""
 
 from __future__ import annotations
 
@@ -43,16 +44,25 @@ def test_lean_heads_answer_as_botocore(s3server: S3Server, bucket: str,
     lean, plain = stores(s3server, bucket)
     assert lean._lean is not None and plain._lean is None
     key, other = SseCKey(os.urandom(32)), SseCKey(os.urandom(32))
-    content = Content("text/plain", cache_control="max-age=5", language="pl")
+    content = Content("text/plain", cache_control="max-age=5", language="pl",
+                      disposition='attachment; filename="x"', encoding="identity",
+                      expires="Wed, 21 Oct 2037 07:28:00 GMT")
+    meta = {"mode": "33188", "owner-app": "x", "xattr": "%7B%22user.a%22%3A%22MQ%3D%3D%22%7D"}
 
     async def fill() -> None:
         for name in NAMES:
-            await plain.put(name, b"body", {"mode": "33188", "owner-app": "x"}, content, key)
-        await plain.put("unencrypted", b"plain", {}, Content(), None)
+            stored = await lean.put(name, b"body", meta, content, key)
+            assert stored.proves(key), name
+            await plain.put("by-botocore/" + name, b"body", meta, content, key)
+        await lean.put("unencrypted", b"plain", {}, Content(), None)
     trio.run(fill)
+    for name in NAMES:  # the same object, whichever way it was put
+        a, b = outcome(plain.head(name, key)), outcome(plain.head("by-botocore/" + name, key))
+        assert a[1:2] + a[3:6] == b[1:2] + b[3:6], name  # type: ignore[index]
     for name in [*NAMES, "unencrypted", "missing"]:
         for sse in (key, other, None):
             got = outcome(lean.head(name, sse))
             assert got == outcome(plain.head(name, sse)), (name, sse)
-    assert outcome(lean.head(NAMES[1], key))[3] == {"mode": "33188", "owner-app": "x"}
+    assert outcome(lean.head(NAMES[1], key))[3] == meta  # type: ignore[index]
     assert lean.stats.snapshot()["requests"]["HeadObject"] >= 15
+    assert plain.stats.snapshot()["requests"]["PutObject"] == len(NAMES)  # the rest: lean
