@@ -23,6 +23,7 @@ import contextlib
 import email.utils
 import logging
 import ssl
+import types
 import urllib.parse
 import urllib.request
 from collections.abc import Mapping
@@ -38,6 +39,7 @@ from ..keys import ALGORITHM, SseCKey
 log = logging.getLogger(__name__)
 
 META_PREFIX = "x-amz-meta-"
+UNSIGNED_BODY = types.SimpleNamespace(s3={"payload_signing_enabled": False})
 HEAD_ANSWERED = (200, 400, 403, 404)  # what a HEAD answer means whoever sent it
 
 
@@ -97,13 +99,15 @@ class LeanRequests:
               body: bytes | None, answered: tuple[int, ...]
               ) -> tuple[int, Mapping[str, str]] | None:
         path = f"{self._bucket_path}/{urllib.parse.quote(key, safe='/~')}"
-        headers["x-amz-content-sha256"] = "UNSIGNED-PAYLOAD"
         if sse is not None:
             headers.update({
                 "x-amz-server-side-encryption-customer-algorithm": ALGORITHM,
                 "x-amz-server-side-encryption-customer-key": sse.b64,
                 "x-amz-server-side-encryption-customer-key-MD5": sse.md5_b64})
         request = AWSRequest(method=method, url=self._base + path, headers=headers)
+        # the body is not hashed (UNSIGNED-PAYLOAD): the signer reads this as botocore's
+        # client config, as for the store's own requests over the verified TLS
+        request.context["client_config"] = UNSIGNED_BODY
         try:
             S3SigV4Auth(self._credentials.get_frozen_credentials(), "s3",
                         self._region).add_auth(request)
