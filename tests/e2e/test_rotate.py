@@ -236,3 +236,28 @@ def test_check_tells_each_key(s3server: S3Server, bucket: str, tmp_path: Path,
                               text=True, timeout=120)
         seen += [o["key"] for o in json.loads(part.stdout)["objects"]]
     assert sorted(seen) == sorted(stored)
+
+
+def test_check_versions_tells_the_key_of_every_version(s3server: S3Server, bucket: str,
+                                                       keys: tuple[bytes, bytes, str, str]
+                                                       ) -> None:
+    """With --versions, each version of an object is checked with its own key: the guide's
+    "each object version can have its own encryption key"."""
+    old, writer, old_file, writer_file = keys
+    client = s3server.boto3_client()
+    client.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    client.put_object(Bucket=bucket, Key="f", Body=b"first", **sse(old))
+    client.put_object(Bucket=bucket, Key="f", Body=b"second!", **sse(writer))
+    env = s3server.env()
+    res = subprocess.run(cli(s3server, "check", bucket, "--key-file", writer_file,
+                             "--old-key-file", old_file, "--versions", "--json"),
+                         env=env, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 1, res.stderr  # one version is not under the writing key
+    report = json.loads(res.stdout)
+    got = sorted((o["key"], o["status"], o["size"]) for o in report["objects"])
+    assert got == [("f", "old", 5), ("f", "writing", 7)]
+    assert all(o["version_id"] for o in report["objects"])
+    current = subprocess.run(cli(s3server, "check", bucket, "--key-file", writer_file,
+                                 "--old-key-file", old_file, "--json"),
+                             env=env, capture_output=True, text=True, timeout=120)
+    assert current.returncode == 0, current.stderr  # the current version is the writer's
