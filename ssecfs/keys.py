@@ -52,19 +52,25 @@ class SseCKey:
     """A 256-bit SSE-C customer key. Compares by MD5 so that no comparison leaks timing."""
 
     raw: bytes = field(repr=False)
+    # computed once: every request that carries the key sends both
+    _b64: str = field(init=False, repr=False)
+    _md5_b64: str = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         if len(self.raw) != KEY_BYTES:
             raise KeyFileError(f"an SSE-C key must be {KEY_BYTES} bytes")
+        object.__setattr__(self, "_b64", base64.b64encode(self.raw).decode("ascii"))
+        object.__setattr__(self, "_md5_b64",
+                           base64.b64encode(hashlib.md5(self.raw).digest()).decode("ascii"))
 
     @property
     def b64(self) -> str:
-        return base64.b64encode(self.raw).decode("ascii")
+        return self._b64
 
     @property
     def md5_b64(self) -> str:
         """base64(MD5(key)): what the server echoes; safe to log, it identifies the key."""
-        return base64.b64encode(hashlib.md5(self.raw).digest()).decode("ascii")
+        return self._md5_b64
 
     def __repr__(self) -> str:
         return f"<SseCKey md5={self.md5_b64} (secret hidden)>"
