@@ -27,6 +27,16 @@ def sse(key: bytes) -> dict[str, Any]:
     return {"SSECustomerAlgorithm": "AES256", "SSECustomerKey": key}
 
 
+def private_file(path: Path, content: bytes) -> Path:
+    """`content` in a new file only its owner may read (a key file)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, content)
+    finally:
+        os.close(fd)
+    return path
+
+
 @dataclass(frozen=True)
 class Request:
     """One S3 request from the daemon's --debug log (store/s3.py logs one line per request):

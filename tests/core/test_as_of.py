@@ -25,6 +25,7 @@ from ssecfs.keys import KeyRing, SseCKey
 from ssecfs.store.memory import MemoryStore
 from ssecfs.store.snapshot import SnapshotStore
 from tests.core.conftest import Core
+from tests.core.test_operations import errno_of
 
 SECOND = 1_000_000_000
 
@@ -69,14 +70,6 @@ async def snap(tmp_path: Path) -> AsyncIterator[Core]:
         yield c
         nursery.cancel_scope.cancel()
     fs.close()
-
-
-async def errno_of(awaitable: object) -> int:
-    try:
-        await awaitable  # type: ignore[misc]
-    except SsecfsError as exc:
-        return exc.errno
-    return 0
 
 
 async def test_shows_the_bucket_as_it_was(snap: Core, autojump_clock: trio.abc.Clock) -> None:

@@ -25,16 +25,7 @@ import pytest
 
 from tests.e2e.conftest import MountFactory
 from tests.fuse_util import is_mounted, unmount
-from tests.mounting import sse
-
-
-def private_file(path: Path, content: bytes) -> Path:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        os.write(fd, content)
-    finally:
-        os.close(fd)
-    return path
+from tests.mounting import private_file, sse
 
 
 def iso(seconds: int) -> str:

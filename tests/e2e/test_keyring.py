@@ -17,16 +17,7 @@ import botocore.exceptions
 import pytest
 
 from tests.e2e.conftest import MountFactory
-from tests.mounting import Mount, sse
-
-
-def private_file(path: Path, content: bytes) -> Path:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        os.write(fd, content)
-    finally:
-        os.close(fd)
-    return path
+from tests.mounting import Mount, private_file, sse
 
 
 def head_works(m: Mount, key: str, sse_key: bytes) -> bool:
