@@ -118,18 +118,14 @@ def cleanup_main(args: argparse.Namespace) -> int:
     import trio
 
     from .cleanup import abort_stale_uploads
-    from .store.s3 import S3Store, make_client
 
     bucket, prefix = split_bucket(args.source)
     if not args.older_than >= 0:
         raise OptionError("--older-than must be a number of seconds, 0 or more")
-    client = make_client(endpoint_url=args.endpoint_url, region=args.region,
-                         profile=args.profile, ca_bundle=args.ca_bundle, retries=3,
-                         connect_timeout=10, read_timeout=60)
-    store = S3Store(client, bucket, retry_time=10)
+    store, endpoint = _open_store(args, bucket, read_timeout=60, retry_time=10)
 
     async def run() -> int:
-        await store.check_bucket(prefix, str(client.meta.endpoint_url))
+        await store.check_bucket(prefix, endpoint)
         return await abort_stale_uploads(store, prefix, args.older_than, args.dry_run, print)
 
     try:
@@ -216,13 +212,16 @@ def _batch_args(args: argparse.Namespace) -> tuple[str, str, Shard]:
     return bucket, prefix, shard
 
 
-def _open_store(args: argparse.Namespace, bucket: str) -> tuple[Any, str]:
+def _open_store(args: argparse.Namespace, bucket: str, read_timeout: float = 120,
+                retry_time: float = 30) -> tuple[Any, str]:
+    """The store of a command that is not a mount (its --endpoint-url, --region, --profile,
+    --ca-bundle), and the endpoint boto3 chose."""
     from .store.s3 import S3Store, make_client
 
     client = make_client(endpoint_url=args.endpoint_url, region=args.region,
                          profile=args.profile, ca_bundle=args.ca_bundle, retries=3,
-                         connect_timeout=10, read_timeout=120)
-    return S3Store(client, bucket, retry_time=30), str(client.meta.endpoint_url)
+                         connect_timeout=10, read_timeout=read_timeout)
+    return S3Store(client, bucket, retry_time=retry_time), str(client.meta.endpoint_url)
 
 
 def _run_batch(items: Sequence[Any], jobs: int, fn: Any, done: Any) -> Any:

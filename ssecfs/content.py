@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import email.utils
 import mimetypes
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 
 DEFAULT_TYPE = "application/octet-stream"
 DIRECTORY_TYPE = "application/x-directory"  # s3fs's type for directory objects
@@ -50,9 +50,13 @@ class Content:
     def with_type(self, content_type: str) -> Content:
         return replace(self, type=content_type)
 
-    def items(self) -> dict[str, str]:
-        """Field name -> value, for the headers the object has."""
-        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name)}
+    def http_headers(self) -> dict[str, str]:
+        """HTTP header name -> value, for the headers an upload sends (an Expires that is no
+        HTTP date is left out: servers refuse it)."""
+        out = {name: value for name, field in HEADERS.items() if (value := getattr(self, field))}
+        if "expires" in out and expires_time(out["expires"]) is None:
+            del out["expires"]
+        return out
 
     @classmethod
     def from_headers(cls, headers: dict[str, str]) -> Content:

@@ -34,7 +34,6 @@ from .attrs import (
     Defaults,
     KeyState,
     Kind,
-    content_for,
     meta_from_attr,
     metadata_size,
 )
@@ -532,7 +531,7 @@ class Filesystem:
         async with self._claim((parent_ino, self._name(name))) as (path,):
             await self._must_not_exist(self._fits(path))
             attr = self._new_attr(Kind.DIR, mode, uid, gid)
-            await self._put_small(path, attr, b"")
+            await self.ns.put_small(path, attr, b"")
             self.ns.made_dir(path, empty=True)
             self.ns.stored(path, attr)
             self.ns.entry_changed(path)
@@ -545,7 +544,7 @@ class Filesystem:
             await self._must_not_exist(self._fits(path))
             body = paths.encode_name(target)
             attr = self._new_attr(Kind.SYMLINK, 0o777, uid, gid).with_(size=len(body))
-            await self._put_small(path, attr, body)
+            await self.ns.put_small(path, attr, body)
             self.ns.stored(path, attr)
             self.ns.entry_changed(path)
             return self._entry(path, attr)
@@ -562,16 +561,11 @@ class Filesystem:
             await self._must_not_exist(self._fits(path))
             attr = self._new_attr(kind, mode, uid, gid).with_(rdev=rdev if kind in SPECIAL
                                                               else 0)
-            await self._put_small(path, attr, b"")
+            await self.ns.put_small(path, attr, b"")
             self.ns.stored(path, attr)
             self.ns.entry_changed(path)
             return self._entry(path, attr)
 
-    async def _put_small(self, path: str, attr: Attr, body: bytes) -> None:
-        """PutObject of a directory marker, a symlink or an empty file with `attr`."""
-        key = self.ns.dir_key(path) if attr.kind is Kind.DIR else self.ns.key(path)
-        await self.store.put(key, body, meta_from_attr(attr),
-                             content_for(attr, paths.name_of(path)), self.keys.writer)
 
     async def rmdir(self, parent_ino: int, name: str) -> None:
         self._writable()
@@ -727,7 +721,7 @@ class Filesystem:
                         nursery.start_soon(move, key)
             if old_pfx not in keys:
                 # an implied directory: give the new one a marker so it exists even when empty
-                await self._put_small(new, await self.stat_path(old), b"")
+                await self.ns.put_small(new, await self.stat_path(old), b"")
                 copied.append(new_pfx)
         except BaseException:
             # the rename failed before anything was deleted: take back the copies made, so
@@ -863,7 +857,7 @@ class Filesystem:
                 # object is written again
                 body = await self.ns.read_object(self.ns.key(path),
                                                  attr.key_state is KeyState.PLAIN)
-            await self._put_small(path, new_attr, body)
+            await self.ns.put_small(path, new_attr, body)
             if attr.kind is Kind.DIR:
                 # a directory object of an older kind gives way to the "dir/" marker just
                 # stored (s3fs does the same), or it would still be found first

@@ -192,11 +192,17 @@ class Namespace:
                 self._root = attr
         return self._root
 
+    async def put_small(self, path: str, attr: Attr, body: bytes = b"") -> None:
+        """PutObject of `path` with `attr` under the writing key: a directory's marker, a
+        symlink, an empty file or special file."""
+        key = self.dir_key(path) if attr.kind is Kind.DIR else self.key(path)
+        await self.store.put(key, body, meta_from_attr(attr),
+                             content_for(attr, paths.name_of(path)), self.keys.writer)
+
     async def set_root(self, attr: Attr) -> Attr:
         """The root's attributes changed; a prefix marker gets them too."""
         if self._root_marker:
-            await self.store.put(self.dir_key(""), b"", meta_from_attr(attr),
-                                 content_for(attr, ""), self.keys.writer)
+            await self.put_small("", attr)
         self._root = attr
         self._dir_times.pop("", None)
         return attr
@@ -583,7 +589,5 @@ class Namespace:
         page = await self.store.list_page(self.dir_key(parent), delimiter=None, max_keys=1)
         if page.objects or page.prefixes:
             return
-        attr = self.attrs.get(parent) or self.implied_dir_attr()
-        await self.store.put(self.dir_key(parent), b"", meta_from_attr(attr),
-                             content_for(attr, ""), self.keys.writer)
+        await self.put_small(parent, self.attrs.get(parent) or self.implied_dir_attr())
         self._markers.put(parent, True)

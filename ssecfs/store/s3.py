@@ -74,25 +74,14 @@ def _content_of(resp: Mapping[str, Any]) -> Content:
     return Content.from_headers(resp.get("ResponseMetadata", {}).get("HTTPHeaders", {}))
 
 
-def _content_headers(content: Content) -> dict[str, str]:
-    """The content headers an object is to have, by their HTTP names (a lean PutObject)."""
-    out = {name: value for name, field in HEADERS.items() if (value := getattr(content, field))}
-    if "expires" in out and expires_time(out["expires"]) is None:
-        del out["expires"]
-    return out
-
-
 def _content_args(content: Content) -> dict[str, Any]:
     """boto3's parameters for the content headers an object is to have."""
-    args: dict[str, Any] = {}
-    for name, value in content.items().items():
-        if name == "expires":
-            when = expires_time(value)
-            if when is None:
-                continue
-            args["Expires"] = datetime.datetime.fromtimestamp(when, datetime.UTC)
-        else:
-            args[BOTO_NAMES[name]] = value
+    args: dict[str, Any] = {BOTO_NAMES[HEADERS[name]]: value
+                            for name, value in content.http_headers().items()}
+    if "Expires" in args:  # botocore takes a datetime
+        when = expires_time(args["Expires"])
+        assert when is not None  # http_headers() keeps only a usable one
+        args["Expires"] = datetime.datetime.fromtimestamp(when, datetime.UTC)
     return args
 
 log = logging.getLogger(__name__)
@@ -184,6 +173,22 @@ def echoed_md5s(value: object) -> set[str]:
     if not value:
         return set()
     return {part.strip() for part in str(value).split(",") if part.strip()}
+
+
+def _head_key_md5(key: str, detail: str, resp: Mapping[str, Any],
+                  sse: SseCKey | None) -> str | None:
+    """The key MD5 a HEAD answer proves (None: stored without SSE-C); KeyMismatch if it
+    echoes another key's MD5 (named in `echoed_md5`: a ring tries that key) or shows SSE-C
+    when no key was sent."""
+    echoed = echoed_md5s(resp.get("SSECustomerKeyMD5"))
+    if sse is not None and echoed and echoed != {sse.md5_b64}:
+        err = KeyMismatch(f"HeadObject {key}{detail}: server echoed another key's MD5")
+        if len(echoed) == 1:
+            err.echoed_md5 = next(iter(echoed))  # the object's own key
+        raise err
+    if sse is None and resp.get("SSECustomerAlgorithm"):
+        raise KeyMismatch(f"HeadObject {key}{detail}: encrypted with SSE-C, no key given")
+    return sse.md5_b64 if (sse is not None and echoed) else None
 
 
 def _ns(dt: Any) -> int:
@@ -327,15 +332,7 @@ class S3Store:
                 raise KeyMismatch(f"HeadObject {key}{detail}: {exc.status}: encrypted with "
                                   f"another key") from None
             return await self._head_refused(key, exc.status, version_id)
-        echoed = echoed_md5s(resp.get("SSECustomerKeyMD5"))
-        if sse is not None and echoed and echoed != {sse.md5_b64}:
-            err = KeyMismatch(f"HeadObject {key}{detail}: server echoed another key's MD5")
-            if len(echoed) == 1:
-                err.echoed_md5 = next(iter(echoed))  # the object's own key: a ring tries it
-            raise err
-        if sse is None and resp.get("SSECustomerAlgorithm"):
-            raise KeyMismatch(f"HeadObject {key}{detail}: encrypted with SSE-C, no key given")
-        return self._info(key, resp, sse.md5_b64 if (sse is not None and echoed) else None)
+        return self._info(key, resp, _head_key_md5(key, detail, resp, sse))
 
     async def _lean_head(self, key: str, sse: SseCKey | None) -> Mapping[str, Any] | None:
         """A HEAD through `LeanRequests`: a 200 answer shaped as botocore's; 404, 400 and 403
@@ -367,7 +364,7 @@ class S3Store:
         started = time.monotonic()
         self.stats.request("PutObject")
         answer = await trio.to_thread.run_sync(self._lean.put, key, body, metadata,
-                                               _content_headers(content), sse,
+                                               content.http_headers(), sse,
                                                limiter=self._limiter)
         log.debug("PutObject %s (%d bytes) -> %s in %.3fs", key, len(body),
                   "ok" if answer else "sent again through botocore",
@@ -628,16 +625,10 @@ class S3Store:
                 out.status = exc.status
                 raise out from None
             raise
-        echoed = echoed_md5s(resp.get("SSECustomerKeyMD5"))
-        if sse is not None and echoed and echoed != {sse.md5_b64}:
-            raise KeyMismatch(f"HeadObject {key}{detail}: server echoed another key's MD5")
-        if sse is None and resp.get("SSECustomerAlgorithm"):
-            raise KeyMismatch(f"HeadObject {key}{detail}: encrypted with SSE-C, no key given")
-        headers = _content_of(resp)
+        key_md5 = _head_key_md5(key, detail, resp, sse)
         return ObjectHead(key=key, size=int(resp.get("ContentLength", 0)),
                           etag=str(resp.get("ETag", "")), metadata=dict(resp.get("Metadata", {})),
-                          headers=headers,
-                          key_md5=sse.md5_b64 if (sse is not None and echoed) else None,
+                          headers=_content_of(resp), key_md5=key_md5,
                           version_id=resp.get("VersionId") or version_id)
 
     async def list_versions_page(self, prefix: str, *,
