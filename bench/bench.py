@@ -148,7 +148,7 @@ class Ssecfs:
         key_file.chmod(0o600)
         self.mount = Mount(server=srv, bucket=bucket, key=key, key_file=key_file,
                            path=tmp / "ssecfs-mnt", log_path=tmp / "ssecfs.log",
-                           options=options)
+                           options=options, debug=False)  # timed as users run it
         self.path = self.mount.path
 
     @property
@@ -255,6 +255,7 @@ def request_costs(tool: Ssecfs) -> dict[str, Counter[str]]:
         fn()
         costs[label] = Counter(r.op for r in m.requests(mark))
 
+    tool.mount.debug = True  # the request log
     tool.start()
     try:
         d = tool.path / "costs"

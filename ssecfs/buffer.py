@@ -132,34 +132,49 @@ class FileBuffer:
         return pos - offset
 
     async def read(self, offset: int, size: int, fetch: Fetch) -> bytes:
+        return b"".join(await self.pieces(offset, size, fetch))
+
+    async def pieces(self, offset: int, size: int, fetch: Fetch) -> list[bytes | memoryview]:
+        """The bytes [offset, offset + size) (clipped to the file) as pieces: views of the
+        full pages that hold them (a full page is never resized, so a view of it may live
+        on, while a part is sent), copies of short pages, remote bytes and zeros."""
         end = min(offset + size, self.size)
-        if offset >= end:
-            return b""
-        # pieces: bytes, or a remote range fetched in one request per run of remote pages
-        pieces: list[bytes | ByteRange] = []
+        # first everything that awaits (spilled pages; remote bytes, one request per run of
+        # pages not held here), then the pieces, with nothing awaited in between
+        plan: list[tuple[int, int, int] | ByteRange | bytes] = []  # (page, start, end) | ...
+        held: dict[int, bytearray] = {}  # the pages read, in memory or loaded from the spill
         pos = offset
         while pos < end:
             idx, within = divmod(pos, PAGE)
             stop = min((idx + 1) * PAGE, end)
             if self._has(idx):
-                page = await self._get(idx)
-                chunk = bytes(page[within : stop - idx * PAGE])
-                pieces.append(chunk + bytes((stop - pos) - len(chunk)))
+                held[idx] = await self._get(idx)
+                plan.append((idx, within, stop - idx * PAGE))
             else:
                 remote_stop = min(stop, self.base_size)
                 if remote_stop > pos:
-                    last = pieces[-1] if pieces else None
+                    last = plan[-1] if plan else None
                     if isinstance(last, ByteRange) and last.end == pos:
-                        pieces[-1] = ByteRange(last.start, remote_stop)
+                        plan[-1] = ByteRange(last.start, remote_stop)
                     else:
-                        pieces.append(ByteRange(pos, remote_stop))
+                        plan.append(ByteRange(pos, remote_stop))
                 if stop > max(pos, remote_stop):
-                    pieces.append(bytes(stop - max(pos, remote_stop)))
+                    plan.append(bytes(stop - max(pos, remote_stop)))
             pos = stop
-        out = bytearray()
-        for piece in pieces:
-            out += await fetch(piece) if isinstance(piece, ByteRange) else piece
-        return bytes(out)
+        fetched = {p: await fetch(p) for p in plan if isinstance(p, ByteRange)}
+        out: list[bytes | memoryview] = []
+        for piece in plan:
+            if isinstance(piece, tuple):
+                idx, a, b = piece
+                page = held[idx]
+                if len(page) == PAGE:
+                    out.append(memoryview(page)[a:b])
+                else:  # a short page may grow: a copy, with the zeros past its end
+                    chunk = bytes(page[a:b])
+                    out.append(chunk + bytes((b - a) - len(chunk)))
+            else:
+                out.append(fetched[piece] if isinstance(piece, ByteRange) else piece)
+        return out
 
     async def load_all(self, fetch: Fetch) -> None:
         """Hold every page locally, so that the content no longer needs the base object

@@ -81,11 +81,11 @@ class MountConfig:
     # reads
     read_ahead: int = 16 * MiB  # largest sequential ranged GET
     read_concurrency: int = 4  # ranged GETs in flight per sequentially read file
-    read_ahead_memory: int = 128 * MiB  # read-ahead held for the whole mount, all files
+    read_ahead_memory: int = 48 * MiB  # read-ahead held for the whole mount, all files
     # writes
     part_size: int = 8 * MiB
     upload_concurrency: int = 8  # measured: 4 -> 8 took writes from 0.63x to 0.86x of boto3
-    write_buffer_memory: int = 64 * MiB  # per file; beyond it, encrypted spill to cache_dir
+    write_buffer_memory: int = 32 * MiB  # per file; beyond it, encrypted spill to cache_dir
     cache_dir: str = ""  # "" = default_cache_dir()
     # requests
     retries: int = 6

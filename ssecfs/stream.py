@@ -33,11 +33,11 @@ from .errors import SsecfsError, one_error
 from .keys import SseCKey
 from .parts import part_size_for
 from .ranges import ByteRange
-from .store.base import ObjectStore, Part, Stored
+from .store.base import Body, ObjectStore, Part, Stored
 
 log = logging.getLogger(__name__)
 
-Read = Callable[[ByteRange], Awaitable[bytes]]
+Read = Callable[[ByteRange], Awaitable[Body]]
 
 
 class Uploads(Protocol):
@@ -99,8 +99,14 @@ class PartStream:
         while not self.dead and (self.sent + 1) * self.part_size <= size:
             i = self.sent
             rng = ByteRange(i * self.part_size, (i + 1) * self.part_size)
-            data = await read(rng)
-            await self._slots.acquire()  # back-pressure: the writer waits for a free slot
+            # back-pressure: the writer waits for a free slot, and only then reads the part
+            # (at most `concurrency` parts are copied out of the buffer at a time)
+            await self._slots.acquire()
+            try:
+                data = await read(rng)
+            except BaseException:
+                self._slots.release()
+                raise
             self.sent += 1
             self._running += 1
             self._idle = trio.Event() if self._running == 1 else self._idle
@@ -120,7 +126,7 @@ class PartStream:
                 self.upload_id = upload_id  # given up meanwhile: `_abort_later` aborts it
             return None if self.dead else self.upload_id
 
-    async def _send(self, i: int, rng: ByteRange, data: bytes, gen: int) -> None:
+    async def _send(self, i: int, rng: ByteRange, data: Body, gen: int) -> None:
         try:
             upload_id = await self._ensure_upload()
             if upload_id is not None and not self.dead:

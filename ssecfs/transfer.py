@@ -30,13 +30,13 @@ from .errors import ServerNotImplemented, SsecfsError, StoreError, one_error
 from .keys import KeyRing
 from .parts import COPY_CHUNK, PartPlan, plan_parts
 from .ranges import ByteRange
-from .store.base import ObjectInfo, ObjectStore, Part, Stored
+from .store.base import Body, ObjectInfo, ObjectStore, Part, Stored
 
 log = logging.getLogger(__name__)
 
 LOST_CREATE_MARGIN_NS = 300 * 10**9  # server clock ahead of or behind ours
 
-Reader = Callable[[ByteRange], Awaitable[bytes]]
+Reader = Callable[[ByteRange], Awaitable[Body]]
 
 
 @dataclass(slots=True)
@@ -123,7 +123,7 @@ class Transfers:
         """Store `size` bytes at `key`. `read` gives the bytes; ranges in `clean` equal the
         object `source` in the bucket and may be copied server-side instead of sent."""
         if size <= self.part_size:
-            return await self.store.put(key, await read(ByteRange(0, size)), metadata,
+            return await self.store.put(key, bytes(await read(ByteRange(0, size))), metadata,
                                         content, self.sse)
         copyable = clean if (source is not None and self._part_copyable(source)) else ()
         plans = plan_parts(size, self.part_size, copyable)

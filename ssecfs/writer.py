@@ -29,7 +29,7 @@ from .namespace import Namespace
 from .parts import MAX_OBJECT
 from .ranges import ByteRange
 from .spill import SpillFile
-from .store.base import ObjectInfo, ObjectStore
+from .store.base import Body, Chunks, ObjectInfo, ObjectStore
 from .stream import PartStream
 from .transfer import Transfers
 
@@ -90,8 +90,8 @@ class Writer:
         if f.stream is not None and not f.stream.dead:
             fetch = self.fetch_base(f)
 
-            async def read(rng: ByteRange) -> bytes:
-                return await buf.read(rng.start, len(rng), fetch)
+            async def read(rng: ByteRange) -> Body:
+                return Chunks(await buf.pieces(rng.start, len(rng), fetch))
 
             await f.stream.feed(buf.size, read)
         return n
@@ -156,10 +156,10 @@ class Writer:
                 size = buf.size if buf is not None else f.attr.size
                 fetch = self.fetch_base(f)
 
-                async def read(rng: ByteRange) -> bytes:
+                async def read(rng: ByteRange) -> Body:
                     if buf is None:
                         return await fetch(rng)
-                    return await buf.read(rng.start, len(rng), fetch)
+                    return Chunks(await buf.pieces(rng.start, len(rng), fetch))
 
                 same_object = base is not None and base.key == key
                 clean = buf.clean_ranges() if buf is not None else []

@@ -84,6 +84,7 @@ class Mount:
     options: list[str] = field(default_factory=list)
     proc: subprocess.Popen[bytes] | None = None
     endpoint: str | None = None  # mount through this URL instead of server.endpoint (a proxy)
+    debug: bool = True  # --debug: the request log that requests() reads (off for benchmarks)
     # what the e2e teardown expects of the daemon: its exit status when the test left it
     # running (None: not checked), and a log without tracebacks
     expect_exit: int | None = 0
@@ -152,7 +153,8 @@ class Mount:
         self.path.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
         opts = ["-o", ",".join(self.options)] if self.options else []
-        self.proc = subprocess.Popen(self.command("-f", "--debug", *opts), env=self.env(),
+        flags = ["-f", "--debug"] if self.debug else ["-f"]
+        self.proc = subprocess.Popen(self.command(*flags, *opts), env=self.env(),
                                      stdin=subprocess.DEVNULL, stdout=log, stderr=log)
         deadline = time.monotonic() + timeout
         while not is_mounted(self.path):

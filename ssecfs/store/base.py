@@ -73,6 +73,31 @@ class Part:
     etag: str
 
 
+class Chunks:
+    """A part's bytes as the pieces they are held in (views of a write buffer's pages), so
+    that sending a part needs no joined copy of it: 8 parts in flight otherwise hold 64 MiB
+    of copies. The pages a view shows are never resized while it lives (`FileBuffer.pieces`
+    gives views of full pages only); `bytes()` joins them, for a store that needs one."""
+
+    __slots__ = ("pieces", "_size")
+
+    def __init__(self, pieces: Sequence[bytes | memoryview]) -> None:
+        self.pieces = list(pieces)
+        self._size = sum(len(p) for p in self.pieces)
+
+    def __len__(self) -> int:
+        return self._size
+
+    def __bytes__(self) -> bytes:
+        return b"".join(self.pieces)
+
+    def __repr__(self) -> str:
+        return f"<Chunks {len(self.pieces)} pieces, {self._size} bytes>"
+
+
+Body = bytes | Chunks  # what an UploadPart sends
+
+
 @dataclass(frozen=True, slots=True)
 class Upload:
     """An unfinished multipart upload in the bucket."""
@@ -108,7 +133,7 @@ class ObjectStore(Protocol):
     async def create_multipart(self, key: str, metadata: Mapping[str, str],
                                content: Content, sse: SseCKey | None) -> str: ...
 
-    async def upload_part(self, key: str, upload_id: str, number: int, body: bytes,
+    async def upload_part(self, key: str, upload_id: str, number: int, body: Body,
                           sse: SseCKey | None) -> Part: ...
 
     async def upload_part_copy(self, key: str, upload_id: str, number: int, source: str,

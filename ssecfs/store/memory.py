@@ -41,6 +41,7 @@ from ..errors import KeyMismatch, NotFound, ServerNotImplemented, Stale, StoreEr
 from ..keys import SseCKey
 from ..ranges import ByteRange
 from .base import (
+    Body,
     ListedObject,
     ListedVersion,
     ListPage,
@@ -291,14 +292,14 @@ class MemoryStore:
             raise NotFound(f"{op} {key}: 404 NoSuchUpload")
         return up
 
-    async def upload_part(self, key: str, upload_id: str, number: int, body: bytes,
+    async def upload_part(self, key: str, upload_id: str, number: int, body: Body,
                           sse: SseCKey | None) -> Part:
         await self._request("UploadPart", key)
         up = self._upload(key, upload_id, "UploadPart")
         if up.key_md5 != _md5(sse):
             raise StoreError(f"UploadPart {key}: 400 the key differs from the upload's")
         up.parts[number] = bytes(body)
-        return Part(number, f'"{hashlib.md5(body).hexdigest()}"')
+        return Part(number, f'"{hashlib.md5(up.parts[number]).hexdigest()}"')
 
     async def upload_part_copy(self, key: str, upload_id: str, number: int, source: str,
                                rng: ByteRange, sse: SseCKey | None,

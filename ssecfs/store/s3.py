@@ -53,6 +53,8 @@ from ..keys import ALGORITHM, SseCKey
 from ..ranges import ByteRange
 from ..stats import Stats
 from .base import (
+    Body,
+    Chunks,
     ListedObject,
     ListedVersion,
     ListPage,
@@ -509,14 +511,37 @@ class S3Store:
         self._check_write_echo("CreateMultipartUpload", key, resp, sse)
         return str(resp["UploadId"])
 
-    async def upload_part(self, key: str, upload_id: str, number: int, body: bytes,
+    async def upload_part(self, key: str, upload_id: str, number: int, body: Body,
                           sse: SseCKey | None) -> Part:
         self.stats.add("bytes_up", len(body))
+        etag = await self._lean_upload_part(key, upload_id, number, body, sse)
+        if etag:
+            return Part(number, etag)
         resp: Any = await self._call(
             "UploadPart", key, self._client.upload_part,
             detail=f" part {number} ({len(body)} bytes)", Bucket=self.bucket, Key=key,
-            UploadId=upload_id, PartNumber=number, Body=body, **self._sse(sse))
+            UploadId=upload_id, PartNumber=number, Body=bytes(body), **self._sse(sse))
         return Part(number, str(resp["ETag"]))
+
+    async def _lean_upload_part(self, key: str, upload_id: str, number: int, body: Body,
+                                sse: SseCKey | None) -> str | None:
+        """An UploadPart through `LeanRequests`, its pieces sent as they are (no joined
+        copy); its ETag, or None when botocore has to send it."""
+        if self._lean is None:
+            return None
+        started = time.monotonic()
+        self.stats.request("UploadPart")
+        pieces = body.pieces if isinstance(body, Chunks) else [body]
+        answer = await trio.to_thread.run_sync(self._lean.upload_part, key, upload_id,
+                                               number, pieces, len(body), sse,
+                                               limiter=self._limiter)
+        etag = answer[1].get("etag") if answer is not None else None
+        log.debug("UploadPart %s part %d (%d bytes) -> %s in %.3fs", key, number, len(body),
+                  "ok" if etag else "sent again through botocore", time.monotonic() - started)
+        if answer is not None and sse is not None:
+            self._check_write_echo("UploadPart", key, {"SSECustomerKeyMD5": answer[1].get(
+                "x-amz-server-side-encryption-customer-key-md5")}, sse)
+        return etag or None
 
     async def upload_part_copy(self, key: str, upload_id: str, number: int, source: str,
                                rng: ByteRange, sse: SseCKey | None,

@@ -37,6 +37,7 @@ from ..keys import SseCKey
 from ..ranges import ByteRange
 from ..versions import current_at, visible_at
 from .base import (
+    Body,
     ListedObject,
     ListedVersion,
     ListPage,
@@ -261,7 +262,7 @@ class SnapshotStore:
                                content: Content, sse: SseCKey | None) -> str:
         raise self._refuse("CreateMultipartUpload", key)
 
-    async def upload_part(self, key: str, upload_id: str, number: int, body: bytes,
+    async def upload_part(self, key: str, upload_id: str, number: int, body: Body,
                           sse: SseCKey | None) -> Part:
         raise self._refuse("UploadPart", key)
 
