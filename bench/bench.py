@@ -204,6 +204,25 @@ def run_tool(tool: Any, name: str, data: bytes, args: argparse.Namespace,
     return out
 
 
+def ls_with_metadata_cache(srv: servers.S3Server, bucket: str, key: bytes, tmp: Path,
+                           args: argparse.Namespace) -> float:
+    """`ls -l` entries/s after a remount with -o metadata_cache (a first mount filled it)."""
+    options = [o for o in args.options.split(",") if o]
+    tool = Ssecfs(srv, bucket, key, tmp,
+                  [*options, "metadata_cache", f"cache_dir={tmp / 'metadata-cache'}"])
+    tool.start()
+    try:
+        ls_l(tool.path / "listed")
+    finally:
+        tool.stop()
+    drop_caches()
+    tool.start()
+    try:
+        return args.entries / timed(lambda: ls_l(tool.path / "listed"))
+    finally:
+        tool.stop()
+
+
 def boto3_baseline(s3: Any, bucket: str, key: bytes, data: bytes,
                    args: argparse.Namespace) -> dict[str, float]:
     size = len(data)
@@ -313,20 +332,26 @@ def run(srv: servers.S3Server, tmp: Path, args: argparse.Namespace) -> int:
     for name, tool in tools.items():
         print(f"  {name} ...", flush=True)
         results[name] = run_tool(tool, name, data, args, "listed")
+    cached = ls_with_metadata_cache(srv, bucket, key, tmp, args)
     peer = results.get("s3fs")
     rows = [("sequential write, MB/s", "write", base["write"]),
             ("sequential read cold, MB/s", "read", base["read"]),
             (f"{args.files} x 4 KiB files, files/s", "small", base["small"]),
             (f"ls -l of {args.entries}, entries/s", "ls", None),
+            ("ls -l, -o metadata_cache, entries/s", "ls_cached", None),
             ("peak RSS, MiB", "rss", None),
             ("CPU s per GiB written", "write_cpu_per_gib", None),
             ("CPU s per GiB read", "read_cpu_per_gib", None)]
     print(f"\n{'workload':34} {'boto3':>8} " + " ".join(f"{n:>8} {'/boto3':>6}"
                                                        for n in results) + "  ssecfs/s3fs")
+    results["ssecfs"]["ls_cached"] = cached
     for label, field, baseline in rows:
-        cells = " ".join(f"{r[field]:8.1f} {ratio(r[field], baseline):>6}"
+        cells = " ".join(f"{r.get(field, float('nan')):8.1f} "
+                         f"{ratio(r.get(field, float('nan')), baseline):>6}"
                          for r in results.values())
-        vs_peer = ratio(results["ssecfs"][field], peer[field]) if peer else "-"
+        # the cached ls -l is compared with the peer's only ls -l
+        peer_field = "ls" if field == "ls_cached" else field
+        vs_peer = ratio(results["ssecfs"][field], peer[peer_field]) if peer else "-"
         print(f"{label:34} {baseline or 0:8.1f} {cells}  {vs_peer}")
     print("\nS3 requests per operation through ssecfs (a fresh mount):")
     for label, counts in request_costs(tools["ssecfs"]).items():

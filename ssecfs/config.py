@@ -87,6 +87,7 @@ class MountConfig:
     upload_concurrency: int = 8  # measured: 4 -> 8 took writes from 0.63x to 0.86x of boto3
     write_buffer_memory: int = 32 * MiB  # per file; beyond it, encrypted spill to cache_dir
     cache_dir: str = ""  # "" = default_cache_dir()
+    metadata_cache: bool = False  # HEAD answers kept in cache_dir across mounts (encrypted)
     # requests
     retries: int = 6
     retry_time: float = 60.0  # seconds a request is repeated after transient failures
@@ -311,6 +312,8 @@ OPTIONS: dict[str, _Option] = {
     "rw": _Option("read_only", _parse_bool, flag=True, flag_value=False),
     "encrypted_only": _Option("encrypted_only", _parse_bool, flag=True),
     "key_check": _Option("key_check", _parse_bool, flag=True),
+    "metadata_cache": _Option("metadata_cache", _parse_bool, flag=True),
+    "no_metadata_cache": _Option("metadata_cache", _parse_bool, flag=True, flag_value=False),
     "no_key_check": _Option("key_check", _parse_bool, flag=True, flag_value=False),
     "read_ahead": _Option("read_ahead", parse_size),
     "read_concurrency": _Option("read_concurrency", _parse_int),

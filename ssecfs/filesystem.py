@@ -61,6 +61,7 @@ from .handles import DirHandle, Handle, HandleTable, OpenFile
 from .inodes import ROOT_INODE, InodeTable
 from .keys import KeyRing
 from .locks import PathLocks
+from .metacache import open_metadata_cache
 from .namespace import Namespace
 from .ranges import Readahead, ReadBudget
 from .reader import ReadHandle
@@ -137,6 +138,11 @@ class Filesystem:
         self._nursery = nursery
         self.writer.nursery = nursery
         remove_stale_spill_files(self.cfg.spill_dir())
+        cfg = self.cfg
+        if cfg.metadata_cache and cfg.as_of is None:  # a past view has no current HEADs
+            self.ns.meta_cache = open_metadata_cache(
+                cfg.spill_dir(), self.keys.writer,
+                f"{cfg.endpoint_url or ''}|{cfg.region or ''}|{cfg.bucket}|{cfg.prefix}")
 
     def close(self) -> None:
         """Drop every buffer. The caller has named the dirty files (`dirty_files`) first."""
@@ -147,6 +153,8 @@ class Filesystem:
             if f.buffer is not None:
                 f.buffer.close()
         self._spill.close()
+        if self.ns.meta_cache is not None:
+            self.ns.meta_cache.close()
 
     def _path_name(self, f: OpenFile) -> str:
         return self.inodes.path_or_none(f.ino) or f"<inode {f.ino}>"

@@ -68,6 +68,7 @@ from .attrs import (
 from .cache import ChangeLog, TtlCache
 from .errors import KeyMismatch, NotFound, SsecfsError, one_error
 from .keys import KeyRing, SseCKey
+from .metacache import MetadataCache
 from .stats import Stats
 from .store.base import ListedObject, ObjectInfo, ObjectStore
 
@@ -162,6 +163,8 @@ class Namespace:
         self._dir_times: dict[str, int] = {}
         self._root: Attr | None = None  # the root's attributes, kept in memory
         self._root_marker = False  # a prefix mount whose prefix has a marker object
+        # HEAD answers kept across mounts (-o metadata_cache; set by the filesystem)
+        self.meta_cache: MetadataCache | None = None
 
     # ------------------------------------------------------------------ helpers
     def key(self, path: str) -> str:
@@ -249,6 +252,8 @@ class Namespace:
             self._openers.pop(key)
             raise
         self._opened(key, info)
+        if self.meta_cache is not None:
+            self.meta_cache.put(info)
         return info
 
     async def read_object(self, key: str, plain: bool) -> bytes:
@@ -548,7 +553,26 @@ class Namespace:
         listing = Listing(children, answers_absence)
         if self.changes.unchanged_since(epoch, path):
             self._listings.put(path, listing)
+        if self.meta_cache is not None:
+            self._attrs_from_meta_cache(path, listing, epoch)
         return listing
+
+    def _attrs_from_meta_cache(self, path: str, listing: Listing, epoch: int) -> None:
+        """Cache the attributes of the listed files that the metadata cache shows unchanged:
+        readdir then hands the kernel entries it keeps, and `ls -l` sends no HEAD for them."""
+        assert self.meta_cache is not None
+        hits = 0
+        for name, (kind, obj) in listing.children.items():
+            child = paths.join(path, name)
+            if kind is not Kind.FILE or obj is None or self.attrs.get(child) is not None:
+                continue
+            info = self.meta_cache.get(obj)
+            if info is not None:
+                self._opened(obj.key, info)
+                self.learnt(child, self.attr_of(info), epoch)
+                hits += 1
+        if hits:
+            self.stats.add("metadata_cache_hits", hits)
 
     def _marker_seen(self, obj: ListedObject) -> None:
         if obj.size:

@@ -227,6 +227,28 @@ async def test_requests_after_a_remount(core: Core, tmp_path: Path,
     }
 
 
+async def test_with_the_metadata_cache_ls_l_after_a_remount_asks_only_about_changes(
+        core: Core, tmp_path: Path, autojump_clock: Clock) -> None:
+    for i in range(100):
+        core.store.put_object(f"d/f{i:03}", b"x", core.key, {"mode": "33261", "uid": "7"})
+    first = core.remount(tmp_path / "m", metadata_cache=True)
+    # one HEAD is the lookup of d itself (is it a file?), then one per listed file
+    assert (await _cost(first, _ls_l(first, "d"))).get("HeadObject") == 101
+    first.fs.close()
+    # another client rewrites one file; the others are as the cache kept them
+    core.store.put_object("d/f000", b"changed", core.key, {"mode": "33188"})
+    second = core.remount(tmp_path / "m", metadata_cache=True)  # same cache_dir
+    assert (await _cost(second, _ls_l(second, "d"))).get("HeadObject") == 2  # d, d/f000
+    assert (await second.entry("d/f001")).attr.mode == 0o755
+    assert (await second.entry("d/f001")).attr.uid == 7
+    assert (await second.entry("d/f000")).attr.mode == 0o644
+    assert (await second.entry("d/f000")).attr.size == 7
+    second.fs.close()
+    # without the option nothing is kept, and nothing used
+    third = core.remount(tmp_path / "m")
+    assert (await _cost(third, _ls_l(third, "d"))).get("HeadObject") == 101
+
+
 async def test_a_server_that_echoes_no_key_md5_costs_a_head_per_upload(
         core: Core, autojump_clock: Clock) -> None:
     core.store.no_write_echo = True

@@ -62,6 +62,33 @@ def test_ls_l_heads_listed_files_concurrently_once(mnt: Mount) -> None:
     assert used["ListObjectsV2"] <= 4
 
 
+def test_with_metadata_cache_ls_l_after_a_remount_asks_only_about_changed_files(
+        mount_factory, tmp_path) -> None:
+    cache = tmp_path / "cache"
+    m = mount_factory(["metadata_cache", f"cache_dir={cache}"])
+    for i in range(60):
+        m.put(f"many/e{i:03}", b"x" * i, Metadata={"mode": "33261", "uid": "0", "gid": "0",
+                                                   "mtime": "1700000000"})
+
+    def ls_l() -> list[str]:
+        return subprocess.run(["ls", "-l", str(m / "many")], check=True, capture_output=True,
+                              text=True).stdout.splitlines()[1:]
+
+    first = ls_l()
+    m.restart()
+    time.sleep(1.1)  # Last-Modified is kept to the second: the rewrite must show in it
+    m.put("many/e000", b"changed", Metadata={"mode": "33188", "mtime": "1700000000"})
+    mark = m.log_mark()
+    second = ls_l()
+    heads = [r.key for r in m.requests(mark) if r.op == "HeadObject"]
+    assert len(second) == 60 and second[1:] == first[1:]
+    assert second[0].startswith("-rw-r--r--") and " 7 " in second[0]
+    assert "many/e000" in heads and len(heads) <= 2  # the changed file (and the directory)
+    # what is on disk names no object and holds no metadata in the clear
+    blob = b"".join(f.read_bytes() for f in cache.rglob("meta-*"))
+    assert blob and b"many/" not in blob and b"33261" not in blob
+
+
 def test_ssecfs_stats_reports_the_mounts_counters(mnt: Mount) -> None:
     (mnt / "a").write_bytes(b"hello")
     out = subprocess.run([*SSECFS, "stats", "--json", str(mnt.path)],
