@@ -94,6 +94,7 @@ def check_mountpoint(path: str) -> None:
 
 PR_SET_DUMPABLE = 4  # <linux/prctl.h>
 M_ARENA_MAX = -8  # <malloc.h>
+KERNEL_READ_AHEAD_KIB = 1024  # measured: 1 MiB READs; 4096 gave nothing more
 MALLOC_ARENAS = 2
 
 
@@ -388,6 +389,22 @@ def _check_answers(path: str) -> None:
     parent = os.stat(os.path.dirname(path.rstrip("/")) or "/")
     if st.st_dev == parent.st_dev:
         raise UserError(f"{path} answers but is not mounted", EXIT_MOUNT)
+    set_kernel_read_ahead(st.st_dev)
+
+
+def set_kernel_read_ahead(dev: int, kib: int = KERNEL_READ_AHEAD_KIB) -> bool:
+    """Let the kernel read ahead `kib` KiB on this mount (its backing device's
+    read_ahead_kb). Why: a sequential reader is then asked in 1 MiB READs instead of 128 KiB
+    ones, 8 times fewer calls through FUSE and Python for the same bytes. Needs root (sysfs);
+    otherwise the kernel's default stays, and only speed differs."""
+    path = f"/sys/class/bdi/{os.major(dev)}:{os.minor(dev)}/read_ahead_kb"
+    try:
+        with open(path, "w", encoding="ascii") as f:
+            f.write(str(kib))
+    except OSError as exc:
+        log.debug("kernel read-ahead stays as it was (%s: %s)", path, exc.strerror or exc)
+        return False
+    return True
 
 
 async def _announce(cfg: MountConfig, source: str, ready: Callable[[], None]) -> None:

@@ -629,3 +629,14 @@ def test_directory_with_many_entries_is_listed_completely(mount_factory: MountFa
         for i in range(0, MANY, 1000):
             client.delete_objects(Bucket=m.bucket, Delete={"Quiet": True, "Objects": [
                 {"Key": f"many/{n}"} for n in names[i:i + 1000]]})
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the kernel's read-ahead is set through sysfs")
+def test_the_kernel_reads_ahead_in_megabytes_on_the_mount(mnt: Mount) -> None:
+    """read_ahead_kb 1024: a sequential reader's READs come in 1 MiB, not 128 KiB."""
+    dev = os.stat(mnt.path).st_dev
+    ra = Path(f"/sys/class/bdi/{os.major(dev)}:{os.minor(dev)}/read_ahead_kb")
+    assert ra.read_text().strip() == "1024"
+    data = os.urandom(5 * 1024 * 1024 + 17)
+    mnt.put("seq.bin", data)
+    assert (mnt / "seq.bin").read_bytes() == data

@@ -193,3 +193,27 @@ async def test_a_write_that_fills_the_spill_disk_is_short_then_fails():
     with pytest.raises(OSError):
         await buf.write(written, data[written:], Remote(b""))
     assert buf.size == written  # a failed write changes nothing
+
+
+async def test_pieces_are_views_of_full_pages_that_writes_may_go_on_changing(tmp_path):
+    """A part is sent as views of the buffer's pages (no joined copy); holding them must
+    not stop later writes, even ones that grow a short page."""
+    spill = SpillFile(str(tmp_path), PAGE)
+    buf = FileBuffer(0, spill, memory_limit=3 * PAGE)
+    data = os.urandom(3 * PAGE)
+    await buf.write(0, data, Remote(b""))
+    await buf.write(4 * PAGE, b"short", Remote(b""))  # page 4 is short, page 3 zeros
+    assert buf.spilled_pages == 1  # page 0 went to the spill file
+    pieces = await buf.pieces(0, 5 * PAGE, Remote(b""))
+    want = data + bytes(PAGE) + b"short"
+    assert b"".join(pieces) == want == await buf.read(0, 5 * PAGE, Remote(b""))
+    assert [type(p) for p in pieces][1:3] == [memoryview, memoryview]  # pages 1, 2 in memory
+    assert not isinstance(pieces[-1], memoryview)  # a short page is copied
+    await buf.write(4 * PAGE + 5, b" and longer", Remote(b""))  # grows the short page
+    await buf.write(PAGE, b"new", Remote(b""))  # changes a page a view shows
+    assert bytes(pieces[1][:3]) == b"new"
+    assert await buf.read(4 * PAGE, PAGE, Remote(b"")) == b"short and longer"
+    await buf.truncate(PAGE + 10, Remote(b""))
+    assert await buf.read(0, 3 * PAGE, Remote(b"")) == \
+        data[:PAGE] + b"new" + data[PAGE + 3 : PAGE + 10]
+    buf.close()
