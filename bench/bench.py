@@ -15,8 +15,9 @@ one run measures each workload for direct boto3 (the baseline), for ssecfs and f
 - the daemon's peak RSS and its CPU seconds per GiB written and read
 - S3 requests per operation (from ssecfs's --debug request log)
 
-Each figure is printed with its ratio to the boto3 figure of its direction and, for ssecfs,
-to s3fs. A benchmark prints numbers; it asserts nothing. Run it alone on the machine:
+Everything is run in `--rounds` whole rounds (2), one client after the other in each, and
+each figure is the best of its rounds, for every client alike. Each figure is printed with its
+ratio to the boto3 figure of its direction and, for ssecfs, to s3fs. A benchmark prints numbers; it asserts nothing. Run it alone on the machine:
 anything else on the same cores moves the figures. Loopback only.
 """
 
@@ -167,7 +168,7 @@ class Ssecfs:
 
 # ---------------------------------------------------------------- one tool, every workload
 def run_tool(tool: Any, name: str, data: bytes, args: argparse.Namespace,
-             populated: str) -> dict[str, float]:
+             populated: str, round_no: int = 0) -> dict[str, float]:
     size = len(data)
     out: dict[str, float] = {}
     tool.start()
@@ -176,8 +177,8 @@ def run_tool(tool: Any, name: str, data: bytes, args: argparse.Namespace,
         out["write"] = size / timed(lambda: write_file(tool.path / f"{name}.bin", data)) / MB
         cpu1 = cpu_seconds(tool.pid) if tool.pid else 0.0
         out["write_cpu_per_gib"] = (cpu1 - cpu0) / (size / 1024**3)
-        out["small"] = args.files / timed(lambda: small_files(tool.path / f"{name}-small",
-                                                               args.files))
+        out["small"] = args.files / timed(lambda: small_files(
+            tool.path / f"{name}-small{round_no}", args.files))  # new files each round
         out["rss"] = peak_rss_mib(tool.pid) if tool.pid else float("nan")
     finally:
         tool.stop()
@@ -293,6 +294,16 @@ def request_costs(tool: Ssecfs) -> dict[str, Counter[str]]:
     return costs
 
 
+def best(runs: list[dict[str, float]]) -> dict[str, float]:
+    """Per figure, the best of the runs: the highest rate, the lowest CPU cost, and the
+    highest peak RSS (a peak is what a machine must provide)."""
+    out: dict[str, float] = {}
+    for field in runs[0]:
+        values = [r[field] for r in runs if field in r]
+        out[field] = min(values) if "cpu" in field else max(values)
+    return out
+
+
 def ratio(a: float, b: float | None) -> str:
     return f"{a / b:5.2f}x" if b else "   - "
 
@@ -304,6 +315,8 @@ def main() -> int:
     ap.add_argument("--files", type=int, default=1000, help="small files created")
     ap.add_argument("--entries", type=int, default=2000, help="objects listed by ls -l")
     ap.add_argument("--no-peers", action="store_true", help="skip s3fs")
+    ap.add_argument("--rounds", type=int, default=2,
+                    help="whole rounds of every client; each figure is the best of them")
     ap.add_argument("-o", dest="options", default="", help="ssecfs -o options")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="ssecfs-bench-") as tmp_name:
@@ -323,16 +336,24 @@ def run(srv: servers.S3Server, tmp: Path, args: argparse.Namespace) -> int:
     print(f"server {srv.kind} at {srv.endpoint}; {args.size_mib} MiB files, {args.files} "
           f"small files, ls -l of {args.entries} entries; {os.cpu_count()} CPUs")
     populate(s3, bucket, key, "listed", args.entries)
-    base = boto3_baseline(s3, bucket, key, data, args)
     tools: dict[str, Any] = {
         "ssecfs": Ssecfs(srv, bucket, key, tmp, [o for o in args.options.split(",") if o])}
     if not args.no_peers and shutil.which("s3fs"):
         tools["s3fs"] = S3fs(srv, bucket, key, tmp)
-    results = {}
-    for name, tool in tools.items():
-        print(f"  {name} ...", flush=True)
-        results[name] = run_tool(tool, name, data, args, "listed")
-    cached = ls_with_metadata_cache(srv, bucket, key, tmp, args)
+    # whole rounds, one after the other, each figure the best of its rounds: a shared 2-core
+    # machine moves single runs by 20-40 %, and every client gets the same chances
+    rounds: list[tuple[dict[str, float], dict[str, dict[str, float]]]] = []
+    for r in range(args.rounds):
+        print(f"  round {r + 1} of {args.rounds}: boto3 ...", flush=True)
+        base_r = boto3_baseline(s3, bucket, key, data, args)
+        results_r = {}
+        for name, tool in tools.items():
+            print(f"  {name} ...", flush=True)
+            results_r[name] = run_tool(tool, name, data, args, "listed", r)
+        results_r["ssecfs"]["ls_cached"] = ls_with_metadata_cache(srv, bucket, key, tmp, args)
+        rounds.append((base_r, results_r))
+    base = best([b for b, _ in rounds])
+    results = {name: best([res[name] for _, res in rounds]) for name in tools}
     peer = results.get("s3fs")
     rows = [("sequential write, MB/s", "write", base["write"]),
             ("sequential read cold, MB/s", "read", base["read"]),
@@ -344,7 +365,6 @@ def run(srv: servers.S3Server, tmp: Path, args: argparse.Namespace) -> int:
             ("CPU s per GiB read", "read_cpu_per_gib", None)]
     print(f"\n{'workload':34} {'boto3':>8} " + " ".join(f"{n:>8} {'/boto3':>6}"
                                                        for n in results) + "  ssecfs/s3fs")
-    results["ssecfs"]["ls_cached"] = cached
     for label, field, baseline in rows:
         cells = " ".join(f"{r.get(field, float('nan')):8.1f} "
                          f"{ratio(r.get(field, float('nan')), baseline):>6}"
