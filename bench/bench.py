@@ -17,8 +17,9 @@ one run measures each workload for direct boto3 (the baseline), for ssecfs and f
 
 Everything is run in `--rounds` whole rounds (2), one client after the other in each, and
 each figure is the best of its rounds, for every client alike. Each figure is printed with its
-ratio to the boto3 figure of its direction and, for ssecfs, to s3fs. A benchmark prints numbers; it asserts nothing. Run it alone on the machine:
-anything else on the same cores moves the figures. Loopback only.
+ratio to the boto3 figure of its direction and, for ssecfs, to s3fs. A benchmark prints
+numbers; it asserts nothing. Run it alone on the machine: anything else on the same cores
+moves the figures. Loopback only.
 """
 
 from __future__ import annotations
