@@ -90,7 +90,10 @@ class MetadataCache:
         file_id = hmac.new(self._name_key, b"file", hashlib.sha256).hexdigest()[:24]
         self.path = os.path.join(directory, f"meta-{file_id}.db")
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        os.close(fd)  # created 0600 before SQLite opens it
+        try:
+            os.fchmod(fd, 0o600)  # 0600 before SQLite opens it, also if it was there
+        finally:
+            os.close(fd)
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")  # a cache: a lost tail costs HEADs
