@@ -180,7 +180,7 @@ def run_tool(tool: Any, name: str, data: bytes, args: argparse.Namespace,
         out["write_cpu_per_gib"] = (cpu1 - cpu0) / (size / 1024**3)
         out["small"] = args.files / timed(lambda: small_files(
             tool.path / f"{name}-small{round_no}", args.files))  # new files each round
-        out["rss"] = peak_rss_mib(tool.pid) if tool.pid else float("nan")
+        out["rss_write"] = peak_rss_mib(tool.pid) if tool.pid else float("nan")
     finally:
         tool.stop()
     drop_caches()
@@ -200,7 +200,8 @@ def run_tool(tool: Any, name: str, data: bytes, args: argparse.Namespace,
         if listed != args.entries:
             print(f"  ({name}: ls -l showed {listed} of {args.entries} entries)")
         # the peak of either daemon: the one that wrote, and the one that read and listed
-        out["rss"] = max(out["rss"], peak_rss_mib(tool.pid) if tool.pid else float("nan"))
+        out["rss_read"] = peak_rss_mib(tool.pid) if tool.pid else float("nan")
+        out["rss"] = max(out["rss_write"], out["rss_read"])
     finally:
         tool.stop()
     return out
@@ -351,6 +352,8 @@ def run(srv: servers.S3Server, tmp: Path, args: argparse.Namespace) -> int:
         for name, tool in tools.items():
             print(f"  {name} ...", flush=True)
             results_r[name] = run_tool(tool, name, data, args, "listed", r)
+            print(f"    peak RSS: writing {results_r[name]['rss_write']:.0f} MiB, reading and "
+                  f"listing {results_r[name]['rss_read']:.0f} MiB", flush=True)
         results_r["ssecfs"]["ls_cached"] = ls_with_metadata_cache(srv, bucket, key, tmp, args)
         rounds.append((base_r, results_r))
     base = best([b for b, _ in rounds])
@@ -362,6 +365,8 @@ def run(srv: servers.S3Server, tmp: Path, args: argparse.Namespace) -> int:
             (f"ls -l of {args.entries}, entries/s", "ls", None),
             ("ls -l, -o metadata_cache, entries/s", "ls_cached", None),
             ("peak RSS, MiB", "rss", None),
+            ("  of the writing daemon", "rss_write", None),
+            ("  of the reading and listing one", "rss_read", None),
             ("CPU s per GiB written", "write_cpu_per_gib", None),
             ("CPU s per GiB read", "read_cpu_per_gib", None)]
     print(f"\n{'workload':34} {'boto3':>8} " + " ".join(f"{n:>8} {'/boto3':>6}"
