@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.conftest import MountFactory
-from tests.mounting import Mount, requests_in, sse
+from tests.mounting import Mount, private_file, requests_in, sse
 from tests.servers import S3Server
 
 MiB = 1024 * 1024
@@ -85,15 +85,6 @@ def put_multipart(client: Any, bucket: str, key: str, sse_key: bytes, parts: lis
                                      MultipartUpload={"Parts": done}, **sse(sse_key))
 
 
-def write_key_file(path: Path, key: bytes) -> Path:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        os.write(fd, key)
-    finally:
-        os.close(fd)
-    return path
-
-
 def warnings_naming(log: str, key: str) -> list[str]:
     """Log lines at WARNING level or above that name `key`."""
     return [line for line in log.splitlines()
@@ -135,7 +126,7 @@ class Populated:
 def _populated(server: S3Server, base: Path, what: str) -> tuple[str, bytes, Path]:
     bucket = server.create_bucket(f"t-{what}-{secrets.token_hex(6)}")
     key = secrets.token_bytes(32)
-    return bucket, key, write_key_file(base / "sse-c.key", key)
+    return bucket, key, private_file(base / "sse-c.key", key)
 
 
 def _finish(p: Populated) -> None:
