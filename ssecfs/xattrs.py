@@ -8,7 +8,9 @@ s3fs's parser splits that object on "," and ":" rather than parsing JSON, so a n
 
 Namespaces: `user.*` and `trusted.*` are stored. `security.*` (SELinux labels, file
 capabilities) and `system.posix_acl_*` (ACLs) are not: the kernel would enforce them, and it
-cannot through this mount; they answer ENOTSUP.
+cannot through this mount; they answer ENOTSUP, to a read as well (unless the object holds
+one, written by s3fs): a reader such as `ls -l` takes that as "not on this filesystem" and
+stops asking for each file, where ENODATA would cost it two requests to the daemon per file.
 """
 
 from __future__ import annotations
@@ -28,10 +30,14 @@ STORED_NAMESPACES = ("user.", "trusted.")
 Xattrs = tuple[tuple[str, bytes], ...]  # sorted by name
 
 
+def is_stored_namespace(name: str) -> bool:
+    return name.startswith(STORED_NAMESPACES)
+
+
 def check_name(name: str) -> None:
     """Raise if `name` cannot be stored: ENOTSUP for another namespace, EINVAL if s3fs could
     not read it back."""
-    if not name.startswith(STORED_NAMESPACES):
+    if not is_stored_namespace(name):
         raise NotSupported(f"extended attribute {name!r}: only user.* and trusted.* are kept")
     if len(name.encode()) > NAME_MAX or any(c in name for c in '",') or name in STORED_NAMESPACES:
         raise InvalidName(f"extended attribute name {name[:60]!r}")

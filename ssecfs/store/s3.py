@@ -344,8 +344,7 @@ class S3Store:
             return None
         started = time.monotonic()
         self.stats.request("HeadObject")
-        answer = await trio.to_thread.run_sync(self._lean.head, key, sse,
-                                               limiter=self._limiter)
+        answer = await self._lean.head(key, sse, self._limiter)
         status = "asked again through botocore" if answer is None else \
             "ok" if answer[0] == 200 else f"{answer[0]} {LEAN_ERRORS[answer[0]].__name__}"
         log.debug("HeadObject %s -> %s in %.3fs", key, status, time.monotonic() - started)
@@ -365,9 +364,8 @@ class S3Store:
             return None
         started = time.monotonic()
         self.stats.request("PutObject")
-        answer = await trio.to_thread.run_sync(self._lean.put, key, body, metadata,
-                                               content.http_headers(), sse,
-                                               limiter=self._limiter)
+        answer = await self._lean.put(key, body, metadata, content.http_headers(), sse,
+                                      self._limiter)
         log.debug("PutObject %s (%d bytes) -> %s in %.3fs", key, len(body),
                   "ok" if answer else "sent again through botocore",
                   time.monotonic() - started)

@@ -10,6 +10,7 @@ from pathlib import Path
 import trio
 from trio.testing import MockClock as Clock
 
+from ssecfs import xattrs
 from ssecfs.content import Content
 from ssecfs.inodes import ROOT_INODE
 from tests.core.conftest import Core, make_core
@@ -37,7 +38,14 @@ async def test_xattr_requests_and_storage(core: Core, autojump_clock: Clock) -> 
     await core.fs.setxattr(ino, "user.b", b"\x00")
     assert core.store.objects["f.txt"].metadata["xattr"] == "%7B%22user.b%22%3A%22AA%3D%3D%22%7D"
     assert await errno_of(core.fs.getxattr(ino, "user.none")) == errno.ENODATA
+    # namespaces not kept: "not supported" to a read too, so that `ls -l` stops asking
+    for name in ("security.selinux", "system.posix_acl_access"):
+        assert await errno_of(core.fs.getxattr(ino, name)) == errno.EOPNOTSUPP
     assert await errno_of(core.fs.setxattr(ino, "security.x", b"")) == errno.EOPNOTSUPP
+    # one that s3fs stored is still read back
+    core.store.put_object("s3fs.txt", b"x", core.key,
+                          {"xattr": xattrs.encode((("security.x", b"v"),))})
+    assert await core.fs.getxattr(await core.ino("s3fs.txt"), "security.x") == b"v"
     assert await errno_of(core.fs.setxattr(ino, "user.big", b"x" * 2100)) == errno.ENOSPC
     assert core.bucket()["f.txt"] == b"data"
 

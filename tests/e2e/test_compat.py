@@ -70,6 +70,10 @@ def test_xattrs_are_stored_as_s3fs_stores_them(mount_factory) -> None:
     with pytest.raises(OSError) as e:
         os.setxattr(f, "security.selinux", b"x")
     assert e.value.errno in (errno.ENOTSUP, errno.EOPNOTSUPP)
+    for name in ("security.selinux", "system.posix_acl_access"):  # ls -l asks once, not per file
+        with pytest.raises(OSError) as e:
+            os.getxattr(f, name, follow_symlinks=False)
+        assert e.value.errno in (errno.ENOTSUP, errno.EOPNOTSUPP), name
     # S3 keeps 2 KiB of user metadata: a clear error, not a failed upload later
     with pytest.raises(OSError) as e:
         os.setxattr(f, "user.big", b"x" * 3000)

@@ -1,0 +1,168 @@
+"""LoopHttp: HTTP/1.1 requests sent from the trio loop itself, over kept-alive TLS connections.
+
+Why: a HeadObject through urllib3 costs about 0.8 ms of CPU here, most of it the hop to a
+worker thread and back and the GIL handed between the loop and 16 threads; sent from the
+loop over trio's TLS streams it costs about 0.3 ms, and a mount listing `ls -l` sends one per
+file (measured on this project's 2-core machine, 16 in flight: SeaweedFS 1,100 → 2,500
+HEADs/s, Ceph RGW 1,050 → 1,900).
+
+Only for requests whose body is small and already in memory and whose answer's body nobody
+reads (HEAD; a PutObject's 200). A request that gets no answer this can read (the connection
+fails or is refused, a timeout, an answer that is not HTTP/1.x) returns None: the caller asks
+again through botocore, which owns retries and their backoff. A kept-alive connection that
+the server closed while it was idle is found out by the next request on it, which is then
+sent once more on a new connection.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+from collections.abc import Mapping
+from typing import NamedTuple
+
+import trio
+
+log = logging.getLogger(__name__)
+
+MAX_HEAD_BYTES = 64 * 1024  # a longer status line and headers: not an S3 answer
+MAX_SKIPPED_BODY = 64 * 1024  # a longer body (an error document) is not read: the
+# connection is closed instead of kept
+RECEIVE_BYTES = 64 * 1024
+
+
+class HttpAnswer(NamedTuple):
+    status: int
+    headers: dict[str, str]  # names in lower case; a repeated header's values joined by ", "
+
+
+class ProtocolError(Exception):
+    """The server's bytes are not an HTTP/1.x answer this client can read."""
+
+
+class _Connection:
+    __slots__ = ("stream", "pending")
+
+    def __init__(self, stream: trio.SSLStream[trio.SocketStream]) -> None:
+        self.stream = stream
+        self.pending = bytearray()  # received and not yet read
+
+
+SENT_AGAIN = (OSError, trio.BrokenResourceError, trio.ClosedResourceError, ssl.SSLError,
+              ProtocolError, trio.TooSlowError)
+
+
+class LoopHttp:
+    def __init__(self, host: str, port: int, ssl_context: ssl.SSLContext, max_idle: int,
+                 connect_timeout: float, read_timeout: float) -> None:
+        self._host, self._port = host, port
+        self._ssl_context = ssl_context
+        self._max_idle = max_idle
+        self._connect_timeout, self._read_timeout = connect_timeout, read_timeout
+        self._idle: list[_Connection] = []
+        self._run: object = None  # the trio run the idle connections belong to
+
+    def _idle_here(self) -> list[_Connection]:
+        """The idle connections, emptied first if they were opened in another trio run (a
+        store used by several `trio.run`s, as the command-line tools do)."""
+        run = trio.lowlevel.current_trio_token()
+        if run is not self._run:
+            for conn in self._idle:
+                conn.stream.transport_stream.socket.close()
+            self._idle, self._run = [], run
+        return self._idle
+
+    async def request(self, method: str, target: str, headers: Mapping[str, str],
+                      body: bytes = b"") -> HttpAnswer | None:
+        """Send one request (`headers` complete: Host, and Content-Length for a body) and
+        read its answer's status and headers; None when no answer could be read."""
+        lines = [f"{method} {target} HTTP/1.1"]
+        lines += [f"{name}: {value}" for name, value in headers.items()]
+        data = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+        idle = self._idle_here()
+        while True:
+            reused = bool(idle)
+            conn = idle.pop() if reused else None
+            answered = False
+            try:
+                if conn is None:
+                    with trio.fail_after(self._connect_timeout):
+                        conn = _Connection(await trio.open_ssl_over_tcp_stream(
+                            self._host, self._port, ssl_context=self._ssl_context,
+                            https_compatible=True))
+                with trio.fail_after(self._read_timeout):
+                    await conn.stream.send_all(data)
+                    status, answer_headers, keep = await self._answer(conn, method)
+                    answered = True
+            except SENT_AGAIN as exc:
+                if conn is not None:
+                    await trio.aclose_forcefully(conn.stream)
+                if reused and not answered and not isinstance(exc, trio.TooSlowError):
+                    continue  # closed by the server while idle: once more, on a new one
+                log.debug("%s %s: %s", method, target.split("?")[0], type(exc).__name__)
+                return None
+            except BaseException:  # cancelled halfway: the connection's state is unknown
+                if conn is not None:
+                    await trio.aclose_forcefully(conn.stream)
+                raise
+            if keep and not conn.pending and len(idle) < self._max_idle:
+                idle.append(conn)
+            else:
+                await trio.aclose_forcefully(conn.stream)
+            return HttpAnswer(status, answer_headers)
+
+    async def _answer(self, conn: _Connection, method: str
+                      ) -> tuple[int, dict[str, str], bool]:
+        """(status, headers, whether the connection can be used again)."""
+        head = await self._read_head(conn)
+        status_line, *header_lines = head.split("\r\n")
+        version, _, rest = status_line.partition(" ")
+        code = rest[:3]
+        if version not in ("HTTP/1.1", "HTTP/1.0") or len(code) != 3 or not code.isdigit():
+            raise ProtocolError("not an HTTP/1.x status line")
+        status = int(code)
+        if status < 200:  # nothing asked for an interim answer
+            raise ProtocolError(f"interim answer {status}")
+        headers: dict[str, str] = {}
+        for line in header_lines:
+            name, sep, value = line.partition(":")
+            if not sep or not name or name != name.strip():
+                raise ProtocolError("malformed header line")
+            name, value = name.lower(), value.strip()
+            headers[name] = f"{headers[name]}, {value}" if name in headers else value
+        keep = version == "HTTP/1.1" and "close" not in headers.get("connection", "").lower()
+        if method == "HEAD" or status in (204, 304):
+            return status, headers, keep
+        if "transfer-encoding" in headers:
+            return status, headers, False  # framing this client does not read: closed
+        length = headers.get("content-length")
+        if length is None or not length.isdigit() or int(length) > MAX_SKIPPED_BODY:
+            return status, headers, False
+        await self._skip(conn, int(length))
+        return status, headers, keep
+
+    async def _read_head(self, conn: _Connection) -> str:
+        buf = conn.pending
+        searched = 0
+        while True:
+            end = buf.find(b"\r\n\r\n", max(0, searched - 3))
+            if end > MAX_HEAD_BYTES or (end < 0 and len(buf) > MAX_HEAD_BYTES):
+                raise ProtocolError("answer headers too long")
+            if end >= 0:
+                head = bytes(buf[:end])
+                del buf[:end + 4]
+                return head.decode("latin-1")
+            searched = len(buf)
+            chunk = await conn.stream.receive_some(RECEIVE_BYTES)
+            if not chunk:
+                raise trio.BrokenResourceError("connection closed before an answer")
+            buf += chunk
+
+    async def _skip(self, conn: _Connection, length: int) -> None:
+        buf = conn.pending
+        while len(buf) < length:
+            chunk = await conn.stream.receive_some(RECEIVE_BYTES)
+            if not chunk:
+                raise trio.BrokenResourceError("connection closed within a body")
+            buf += chunk
+        del buf[:length]
