@@ -11,7 +11,8 @@ Rules:
 - Servers differ on a wrong key: AWS and SeaweedFS answer 403, Ceph RGW 400, and AWS also
   answers 400 to SSE-C headers on an unencrypted object. A refused HEAD is therefore asked
   again without the key to tell "other key" from "not encrypted" from "no permission".
-- boto3 calls run in worker threads (`trio.to_thread.run_sync`) under one CapacityLimiter;
+- boto3 calls run in worker threads (`trio.to_thread.run_sync`) under one CapacityLimiter
+  (the lean HEADs and small PUTs run in the loop itself, under the same limiter);
   the threads touch no shared state. botocore retries throttling, 5xx and dropped connections
   with backoff (standard mode); a GET whose body is cut after the headers arrived is retried
   here (botocore's retries end with the headers).
