@@ -20,12 +20,13 @@ import logging
 import os
 import socket
 import ssl
-from collections.abc import Mapping
-from typing import NamedTuple
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple, TypeVar
 
 import trio
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 MAX_HEAD_BYTES = 64 * 1024  # a longer status line and headers: not an S3 answer
 MAX_SKIPPED_BODY = 64 * 1024  # a longer body (an error document) is not read: the
@@ -74,38 +75,31 @@ class _Connection:
             raise
         conn = cls(sock)
         try:
-            while True:
-                try:
-                    sock.do_handshake()
-                    return conn
-                except ssl.SSLWantReadError:
-                    await trio.lowlevel.wait_readable(sock)
-                except ssl.SSLWantWriteError:
-                    await trio.lowlevel.wait_writable(sock)
+            await conn._tls(sock.do_handshake)
         except BaseException:
             conn.close()
             raise
+        return conn
+
+    async def _tls(self, op: Callable[..., T], *args: Any) -> T:
+        """`op(*args)` on the non-blocking TLS socket, waiting for it whenever TLS needs
+        to read or write first."""
+        while True:
+            try:
+                return op(*args)
+            except ssl.SSLWantReadError:
+                await trio.lowlevel.wait_readable(self.sock)
+            except ssl.SSLWantWriteError:
+                await trio.lowlevel.wait_writable(self.sock)
 
     async def send_all(self, data: bytes) -> None:
         view = memoryview(data)
         while view:
-            try:
-                view = view[self.sock.send(view):]
-            except ssl.SSLWantWriteError:
-                await trio.lowlevel.wait_writable(self.sock)
-            except ssl.SSLWantReadError:
-                await trio.lowlevel.wait_readable(self.sock)
+            view = view[await self._tls(self.sock.send, view):]
 
     async def receive(self) -> None:
         """Add what arrives next to `pending`; raises at the end of the stream."""
-        while True:
-            try:
-                chunk = self.sock.recv(RECEIVE_BYTES)
-                break
-            except ssl.SSLWantReadError:
-                await trio.lowlevel.wait_readable(self.sock)
-            except ssl.SSLWantWriteError:
-                await trio.lowlevel.wait_writable(self.sock)
+        chunk = await self._tls(self.sock.recv, RECEIVE_BYTES)
         if not chunk:
             raise trio.BrokenResourceError("connection closed by the server")
         self.pending += chunk
@@ -119,8 +113,9 @@ def _close(sock: socket.socket) -> None:
     sock.close()  # no TLS close_notify: nothing more is sent on it either way
 
 
-SENT_AGAIN = (OSError, trio.BrokenResourceError, trio.ClosedResourceError, ssl.SSLError,
-              ProtocolError, trio.TooSlowError)
+# no answer came: the connection failed (ssl's errors are OSErrors too), or a timeout
+NO_ANSWER = (OSError, trio.BrokenResourceError, trio.ClosedResourceError, ProtocolError,
+             trio.TooSlowError)
 
 
 class LoopHttp:
@@ -154,7 +149,6 @@ class LoopHttp:
         while True:
             reused = bool(idle)
             conn = idle.pop() if reused else None
-            answered = False
             try:
                 if conn is None:
                     with trio.fail_after(self._connect_timeout):
@@ -163,11 +157,10 @@ class LoopHttp:
                 with trio.fail_after(self._read_timeout):
                     await conn.send_all(data)
                     status, answer_headers, keep = await self._answer(conn, method)
-                    answered = True
-            except SENT_AGAIN as exc:
+            except NO_ANSWER as exc:
                 if conn is not None:
                     conn.close()
-                if reused and not answered and not isinstance(exc, trio.TooSlowError):
+                if reused and not isinstance(exc, trio.TooSlowError):
                     continue  # closed by the server while idle: once more, on a new one
                 log.debug("%s %s: %s", method, target.split("?")[0], type(exc).__name__)
                 return None

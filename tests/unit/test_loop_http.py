@@ -131,21 +131,6 @@ def test_a_connection_closed_while_idle_is_replaced(tls, serve) -> None:
     assert server.connections == 3
 
 
-def test_a_head_answered_with_a_body_is_not_reused(tls, serve) -> None:
-    server = serve(lambda n, i, head, body: (OK[:-2] + b"\r\nstray", False))
-    got = run(client(tls, server), ("HEAD", b""), ("HEAD", b""))
-    assert [a.status for a in got] == [200, 200]  # type: ignore[attr-defined]
-    assert server.connections == 2
-
-
-def test_connection_close_is_honoured(tls, serve) -> None:
-    server = serve(lambda n, i, head, body: (
-        b"HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\n", False))
-    got = run(client(tls, server), ("HEAD", b""), ("HEAD", b""))
-    assert [a.status for a in got] == [404, 404]  # type: ignore[attr-defined]
-    assert server.connections == 2
-
-
 @pytest.mark.parametrize("answer", [
     b"garbage\r\n\r\n",
     b"HTTP/2 200\r\n\r\n",
@@ -158,11 +143,18 @@ def test_an_answer_it_cannot_read_is_none(tls, serve, answer: bytes) -> None:
     assert run(client(tls, server), ("HEAD", b"")) == [None]
 
 
-def test_a_body_it_does_not_frame_closes_the_connection(tls, serve) -> None:
-    server = serve(lambda n, i, head, body: (
-        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n", False))
-    got = run(client(tls, server), ("PUT", b"a"), ("PUT", b"b"))
-    assert [a.status for a in got] == [200, 200]  # type: ignore[attr-defined]
+@pytest.mark.parametrize(("method", "answer", "status"), [
+    ("HEAD", OK[:-2] + b"\r\nstray", 200),  # a HEAD answered with a body
+    ("HEAD", b"HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\n", 404),
+    ("PUT", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n",
+     200),  # a body framing it does not read
+])
+def test_a_connection_it_cannot_keep_is_not_reused(tls, serve, method: str, answer: bytes,
+                                                     status: int) -> None:
+    server = serve(lambda n, i, head, body: (answer, False))
+    body = b"x" if method == "PUT" else b""
+    got = run(client(tls, server), (method, body), (method, body))
+    assert [a.status for a in got] == [status, status]  # type: ignore[attr-defined]
     assert server.connections == 2
 
 
