@@ -15,6 +15,7 @@ side by side: nothing holds a lock of the whole namespace across a request.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import dataclasses
 import logging
@@ -77,8 +78,17 @@ RENAME_NOREPLACE = 1
 RENAME_EXCHANGE = 2
 XATTR_CREATE = 1
 XATTR_REPLACE = 2
+# readdir: a directory's first reply is short, so that a caller that stats what it lists
+# (`ls -l`, `ls --color`, rsync, du) shows itself before the rest goes out; the rest then go
+# out with their attributes, HEADed before each reply, and the kernel asks nothing per file.
+FIRST_REPLY = 32
+HEADS_PER_REPLY = 512
 
 DirEntry = tuple[str, Kind, ListedObject | None]
+
+
+def _entry_name(entry: DirEntry) -> str:
+    return entry[0]
 
 
 def _renamed_content(content: Content, old: str, new: str) -> Content:
@@ -272,6 +282,7 @@ class Filesystem:
             raise NotFound(name)
         if parent and (await self.stat_path(parent)).kind is not Kind.DIR:
             raise NotADirectory(parent)  # the kernel walks no further; core callers might
+        self._looked_up_listed(parent, name)
         path = paths.join(parent, name)
         return self._entry(path, await self.stat_path(path))
 
@@ -318,15 +329,27 @@ class Filesystem:
         return self.handles.add_dir(
             DirHandle(path, sorted((n, k, o) for n, (k, o) in entries.items())))
 
-    def readdir(self, fh: int, start: int,
-                reply: Callable[[str, Entry, int], bool]) -> None:
+    async def readdir(self, fh: int, start: int,
+                      reply: Callable[[str, Entry, int], bool]) -> None:
         """Hand entries from index `start` on to `reply` until it returns False.
 
         Each accepted entry counts as a lookup (readdirplus). Attributes we have not asked the
-        bucket for are given with a zero timeout, so the kernel asks again before using them.
+        bucket for are given with a zero timeout, so the kernel asks again before using them;
+        once the caller has looked up entries it was handed, the listed files of each reply
+        are HEADed first (concurrently), so they go out with a timeout.
         """
         handle = self.handles.get_dir(fh)
-        for i in range(start, len(handle.entries)):
+        end = len(handle.entries)
+        if handle.statted:
+            end = min(end, start + HEADS_PER_REPLY)
+            await self.ns.head_listed(
+                [p for p in (paths.join(handle.path, name)
+                             for name, kind, obj in handle.entries[start:end]
+                             if kind is Kind.FILE and obj is not None)
+                 if self._known_attr(p) is None])
+        elif start == 0:
+            end = min(end, FIRST_REPLY)
+        for i in range(start, end):
             name, kind, obj = handle.entries[i]
             path = paths.join(handle.path, name)
             attr = self._known_attr(path)
@@ -338,6 +361,15 @@ class Filesystem:
             if not reply(name, entry, i + 1):
                 return
             self.inodes.lookup(path)
+            handle.handed_out = max(handle.handed_out, i + 1)
+
+    def _looked_up_listed(self, parent: str, name: str) -> None:
+        """The kernel looks up `name` in `parent`: an open handle of `parent` that handed it
+        out has a caller that stats what it lists."""
+        for handle in self.handles.dirs_at(parent):
+            if not handle.statted:
+                i = bisect.bisect_left(handle.entries, name, key=_entry_name)
+                handle.statted = i < handle.handed_out and handle.entries[i][0] == name
 
     def _known_attr(self, path: str) -> Attr | None:
         f = self._file_at(path)

@@ -120,7 +120,7 @@ class Operations(pyfuse3.Operations):
 
     @_fuse_errors
     async def readdir(self, fh: int, start_id: int, token: Any) -> None:
-        self.fs.readdir(fh, start_id, lambda name, entry, nxt: bool(
+        await self.fs.readdir(fh, start_id, lambda name, entry, nxt: bool(
             pyfuse3.readdir_reply(token, encode_name(name), _attributes(entry), nxt)))
 
     @_fuse_errors

@@ -53,10 +53,12 @@ class Handle:
     reader: ReadHandle | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(eq=False, slots=True)
 class DirHandle(Generic[T]):
     path: str
     entries: list[T]  # a snapshot taken at opendir
+    handed_out: int = 0  # entries given to the kernel so far
+    statted: bool = False  # its caller looked up what it was handed (`ls -l`)
 
 
 class HandleTable(Generic[T]):
@@ -101,6 +103,10 @@ class HandleTable(Generic[T]):
 
     def pop_dir(self, fh: int) -> None:
         self._dirs.pop(fh, None)
+
+    def dirs_at(self, path: str) -> list[DirHandle[T]]:
+        """The open handles of directory `path`."""
+        return [d for d in self._dirs.values() if d.path == path]
 
     def files(self) -> list[Handle]:
         return list(self._files.values())

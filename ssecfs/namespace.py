@@ -29,7 +29,9 @@ Requests saved (issue: fewer requests per operation):
   Such a listing does not answer "no such file" by itself (an object another client has
   just put is found at once); one from readdir, or of a directory the mount made, does.
 - `ls -l` after a listing: the first stat of a listed file HEADs the next `STAT_BATCH`
-  listed siblings too, concurrently, so the stats that follow are answered from the cache.
+  listed siblings too, concurrently, so the stats that follow are answered from the cache;
+  readdir asks `head_listed` for the files of a reply once its caller shows it stats them
+  (`Filesystem.readdir`), so they reach the kernel with their attributes.
 - Directories known to have a marker object need no listing to keep them after their last
   entry goes (`keep_parent`).
 
@@ -405,29 +407,33 @@ class Namespace:
         return attr
 
     async def _head_batch(self, path: str, listing: Listing) -> None:
-        """HEAD `path` and the listed files after it that are not cached, concurrently, and
-        cache what they answer (a stat of each listed file follows: `ls -l`). Failures are
-        left to the stat of each file."""
+        """HEAD `path` and the listed files after it that are not cached (a stat of each
+        listed file follows: `ls -l`)."""
         parent, name = paths.parent_of(path), paths.name_of(path)
         files = sorted(n for n, (kind, _) in listing.children.items() if kind is Kind.FILE)
         start = bisect.bisect_left(files, name)
-        batch = [p for p in (paths.join(parent, n) for n in files[start:start + STAT_BATCH])
-                 if p == path or self.attrs.get(p) is None]
-        limiter = trio.CapacityLimiter(STAT_CONCURRENCY)
+        await self.head_listed(
+            [p for p in (paths.join(parent, n) for n in files[start:start + STAT_BATCH])
+             if p == path or self.attrs.get(p) is None])
 
-        async def one(p: str) -> None:
-            async with limiter:
+    async def head_listed(self, files: list[str]) -> None:
+        """HEAD the files at `files` concurrently (`STAT_CONCURRENCY` tasks taking the next
+        one each) and cache what they answer. Failures are left to the stat of each file."""
+        todo = iter(files)
+
+        async def head_next() -> None:
+            for p in todo:
                 epoch = self.changes.epoch
                 try:
                     info = await self.head_object(self.key(p))
                 except SsecfsError:
-                    return
+                    continue
                 self.learnt(p, self.attr_of(info), epoch)
 
         with one_error():
             async with trio.open_nursery() as nursery:
-                for p in batch:
-                    nursery.start_soon(one, p)
+                for _ in range(min(STAT_CONCURRENCY, len(files))):
+                    nursery.start_soon(head_next)
 
     async def head(self, path: str) -> ObjectInfo:
         """A fresh HEAD of the file at `path` (an object under another key is recorded)."""

@@ -113,6 +113,12 @@ def _close(sock: socket.socket) -> None:
     sock.close()  # no TLS close_notify: nothing more is sent on it either way
 
 
+def _deadline(seconds: float) -> trio.CancelScope:
+    """A scope that stops what it holds after `seconds` (trio.fail_after's generator costs
+    a tenth of a HEAD's CPU here)."""
+    return trio.CancelScope(deadline=trio.current_time() + seconds)
+
+
 # no answer came: the connection failed (ssl's errors are OSErrors too), or a timeout
 NO_ANSWER = (OSError, trio.BrokenResourceError, trio.ClosedResourceError, ProtocolError,
              trio.TooSlowError)
@@ -151,12 +157,17 @@ class LoopHttp:
             conn = idle.pop() if reused else None
             try:
                 if conn is None:
-                    with trio.fail_after(self._connect_timeout):
+                    with _deadline(self._connect_timeout) as scope:
                         conn = await _Connection.open(self._host, self._port,
                                                       self._ssl_context)
-                with trio.fail_after(self._read_timeout):
+                    if scope.cancelled_caught:
+                        raise trio.TooSlowError
+                assert conn is not None
+                with _deadline(self._read_timeout) as scope:
                     await conn.send_all(data)
                     status, answer_headers, keep = await self._answer(conn, method)
+                if scope.cancelled_caught:
+                    raise trio.TooSlowError
             except NO_ANSWER as exc:
                 if conn is not None:
                     conn.close()

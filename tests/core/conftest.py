@@ -98,10 +98,27 @@ class Core:
 
     async def listdir(self, path: str = "") -> list[str]:
         fh = await self.fs.opendir(await self.ino(path))
-        names: list[str] = []
-        self.fs.readdir(fh, 0, lambda name, entry, nxt: names.append(name) is None)
+        names = [name async for page in self.readdir_pages(fh) for name, _ in page]
         self.fs.releasedir(fh)
         return names
+
+    async def readdir_pages(self, fh: int) -> AsyncIterator[list[tuple[str, Entry]]]:
+        """The replies of readdir from the start, as the kernel asks for them: each from
+        where the last ended, until one is empty."""
+        start = 0
+        while True:
+            page: list[tuple[str, Entry]] = []
+
+            def take(name: str, entry: Entry, nxt: int, page: list[tuple[str, Entry]] = page
+                     ) -> bool:
+                page.append((name, entry))
+                return True
+
+            await self.fs.readdir(fh, start, take)
+            if not page:
+                return
+            start += len(page)
+            yield page
 
     def remount(self, tmp_path: Path, **options: object) -> Core:
         """A second mount of the same bucket with the same key: what another machine sees."""

@@ -12,7 +12,7 @@ import trio
 import trio.testing
 
 from ssecfs.errors import SsecfsError, StoreError
-from ssecfs.filesystem import Entry
+from ssecfs.filesystem import FIRST_REPLY, HEADS_PER_REPLY, Entry
 from tests.core.conftest import Core, make_core
 from tests.core.test_operations import errno_of
 
@@ -156,16 +156,15 @@ async def _cost(core: Core, op: object) -> dict[str, int]:
 
 
 async def _ls_l(core: Core, path: str) -> None:
-    """As `ls -l` through the kernel: readdirplus, then a lookup of each entry whose
-    attributes came with a zero timeout."""
-    fh = await core.fs.opendir(await core.ino(path))
-    entries: list[tuple[str, Entry]] = []
-    core.fs.readdir(fh, 0, lambda name, entry, nxt: entries.append((name, entry)) is None)
-    core.fs.releasedir(fh)
+    """As `ls -l` through the kernel: each readdirplus reply, then a lookup of each entry of
+    it whose attributes came with a zero timeout."""
     parent = await core.ino(path)
-    for name, entry in entries:
-        if entry.timeout == 0:
-            await core.fs.lookup(parent, name)
+    fh = await core.fs.opendir(parent)
+    async for page in core.readdir_pages(fh):
+        for name, entry in page:
+            if entry.timeout == 0:
+                await core.fs.lookup(parent, name)
+    core.fs.releasedir(fh)
 
 
 async def test_requests_per_operation(core: Core, tmp_path: Path,
@@ -225,6 +224,53 @@ async def test_requests_after_a_remount(core: Core, tmp_path: Path,
         # every listed file HEADed once, in batches, concurrently; the rest from the cache
         "ls -l d (102 files)": {"HeadObject": 100},
     }
+
+
+async def test_ls_l_looks_up_only_the_first_reply_the_rest_comes_with_attributes(
+        core: Core, tmp_path: Path, autojump_clock: Clock) -> None:
+    for i in range(1200):
+        core.store.put_object(f"d/f{i:04}", b"x" * (i % 7), core.key,
+                              {"mode": "33261", "uid": "7", "mtime": "1700000000"})
+    other = core.remount(tmp_path / "other")
+    parent = await other.ino("d")
+    fh = await other.fs.opendir(parent)
+    before = Counter(other.store.requests)
+    pages, looked_up = [], []
+    async for page in other.readdir_pages(fh):
+        pages.append(page)
+        looked_up.append(await _look_up(other, parent, page))
+    other.fs.releasedir(fh)
+    used = Counter(other.store.requests)
+    used.subtract(before)
+    # the first reply is short and looked up (its first lookup HEADs a batch); every later
+    # reply was HEADed before it went out, each file once
+    assert [len(p) for p in pages] == [FIRST_REPLY] + [HEADS_PER_REPLY] * 2 + [
+        1200 - FIRST_REPLY - 2 * HEADS_PER_REPLY]
+    assert looked_up == [FIRST_REPLY, 0, 0, 0]
+    assert {k: v for k, v in used.items() if v} == {"HeadObject": 1200}
+    later = [entry for page in pages[1:] for _, entry in page]
+    assert all(e.timeout == other.fs.cfg.cache_ttl for e in later)
+    assert {(e.attr.mode, e.attr.uid, e.attr.mtime_ns) for e in later} == {
+        (0o755, 7, 1700000000 * 10**9)}
+    assert [e.attr.size for e in later[:7]] == [(FIRST_REPLY + i) % 7 for i in range(7)]
+
+
+async def test_a_listing_nobody_stats_costs_no_head(core: Core, tmp_path: Path,
+                                                    autojump_clock: Clock) -> None:
+    for i in range(300):
+        core.store.put_object(f"d/f{i:03}", b"x", core.key, {"mode": "33261"})
+    other = core.remount(tmp_path / "other")
+    await other.entry("d")
+    assert await _cost(other, other.listdir("d")) == {"ListObjectsV2": 1}  # ls, os.listdir
+
+
+async def _look_up(core: Core, parent: int, page: list[tuple[str, Entry]]) -> int:
+    """Look up the entries of a readdir reply that came with a zero timeout, as the kernel
+    does for a caller that stats them; how many."""
+    names = [name for name, entry in page if entry.timeout == 0]
+    for name in names:
+        await core.fs.lookup(parent, name)
+    return len(names)
 
 
 async def test_with_the_metadata_cache_ls_l_after_a_remount_asks_only_about_changes(

@@ -70,7 +70,7 @@ async def test_errno_of_operations(core: Core, autojump_clock: Clock) -> None:
     got = {what: await errno_of(call) for what, (call, _) in table.items()}
     assert got == {what: want for what, (_, want) in table.items()}
     with pytest.raises(SsecfsError) as info:
-        core.fs.readdir(999, 0, lambda *a: True)
+        await core.fs.readdir(999, 0, lambda *a: True)
     assert info.value.errno == errno.EBADF
     # nothing above changed the bucket
     assert core.bucket() == {"d/": b"", "d/f": b"x", "g": b"y", "empty/": b""}

@@ -53,10 +53,13 @@ def test_ls_l_heads_listed_files_concurrently_once(mnt: Mount) -> None:
                                                      "mtime": "1700000000"})
     mnt.restart()
     mark = mnt.log_mark()
-    out = subprocess.run(["ls", "-l", str(mnt / "many")], check=True, capture_output=True,
-                         text=True).stdout.splitlines()[1:]
+    out = subprocess.run(["ls", "-ln", "--time-style=+%s", str(mnt / "many")], check=True,
+                         capture_output=True, text=True).stdout.splitlines()[1:]
     assert len(out) == 150
-    assert all(line.startswith("-rwxr-xr-x") for line in out)  # the s3fs mode, not a default
+    # what readdirplus handed over after its first reply is what each HEAD said: the s3fs
+    # mode, owner and mtime, not defaults, and the listed size
+    assert [line.split()[:7] for line in out] == [
+        ["-rwxr-xr-x", "1", "0", "0", str(i), "1700000000", f"e{i:03}"] for i in range(150)]
     used = ops(mnt.requests(mark))
     assert used["HeadObject"] <= 152  # each file once (and the directory's own lookup)
     assert used["ListObjectsV2"] <= 4
