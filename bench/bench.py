@@ -16,10 +16,11 @@ one run measures each workload for direct boto3 (the baseline), for ssecfs and f
 - S3 requests per operation (from ssecfs's --debug request log)
 
 Everything is run in `--rounds` whole rounds (2), one client after the other in each, and
-each figure is the best of its rounds, for every client alike. Each figure is printed with its
-ratio to the boto3 figure of its direction and, for ssecfs, to s3fs. A benchmark prints
-numbers; it asserts nothing. Run it alone on the machine: anything else on the same cores
-moves the figures. Loopback only.
+each figure is the best of its rounds, for every client alike; before each timed write the
+machine's dirty pages are written out (`settle`), so that no client pays for the one before.
+Each figure is printed with its ratio to the boto3 figure of its direction and, for ssecfs,
+to s3fs. A benchmark prints numbers; it asserts nothing. Run it alone on the machine:
+anything else on the same cores moves the figures. Loopback only.
 """
 
 from __future__ import annotations
@@ -58,8 +59,15 @@ def timed(fn: Callable[[], object]) -> float:
     return time.perf_counter() - t
 
 
-def drop_caches() -> None:
+def settle() -> None:
+    """Wait until the machine has written out what the last client stored: the server's
+    writeback of 512 MiB runs for seconds after its answer, and would slow whichever client
+    writes next (measured: the first writer after boto3 lost 10-25%)."""
     os.sync()
+
+
+def drop_caches() -> None:
+    settle()
     with suppress(OSError):
         Path("/proc/sys/vm/drop_caches").write_text("3")
 
@@ -174,10 +182,12 @@ def run_tool(tool: Any, name: str, data: bytes, args: argparse.Namespace,
     out: dict[str, float] = {}
     tool.start()
     try:
+        settle()
         cpu0 = cpu_seconds(tool.pid) if tool.pid else 0.0
         out["write"] = size / timed(lambda: write_file(tool.path / f"{name}.bin", data)) / MB
         cpu1 = cpu_seconds(tool.pid) if tool.pid else 0.0
         out["write_cpu_per_gib"] = (cpu1 - cpu0) / (size / 1024**3)
+        settle()
         out["small"] = args.files / timed(lambda: small_files(
             tool.path / f"{name}-small{round_no}", args.files))  # new files each round
         out["rss_write"] = peak_rss_mib(tool.pid) if tool.pid else float("nan")
@@ -232,8 +242,10 @@ def boto3_baseline(s3: Any, bucket: str, key: bytes, data: bytes,
     cfg = TransferConfig(multipart_threshold=8 * MiB, multipart_chunksize=8 * MiB,
                          max_concurrency=10)
     extra = {"SSECustomerAlgorithm": "AES256", "SSECustomerKey": key}
+    settle()
     put = size / timed(lambda: s3.put_object(Bucket=bucket, Key="boto3-put", Body=data,
                                              **sse(key))) / MB
+    settle()
     upl = size / timed(lambda: s3.upload_fileobj(io.BytesIO(data), bucket, "boto3-upl",
                                                  ExtraArgs=extra, Config=cfg)) / MB
     get = size / timed(lambda: s3.get_object(Bucket=bucket, Key="boto3-put", **sse(key))
@@ -249,6 +261,7 @@ def boto3_baseline(s3: Any, bucket: str, key: bytes, data: bytes,
         for i in range(args.files):
             s3.put_object(Bucket=bucket, Key=f"boto3-small/f{i:05}", Body=body, **sse(key))
 
+    settle()
     small = args.files / timed(loop)
     print(f"  boto3: put_object {put:.0f} MB/s, upload_fileobj {upl:.0f} MB/s, get_object "
           f"{get:.0f} MB/s, download_fileobj {dl:.0f} MB/s, put_object loop {small:.0f} files/s")
