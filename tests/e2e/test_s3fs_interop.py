@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import os
+import secrets
 import shutil
 import stat
 import subprocess
@@ -94,6 +95,17 @@ class S3fs:
 
     def __truediv__(self, name: str) -> Path:
         return self.path / name
+
+
+@pytest.fixture
+def sse_key() -> bytes:
+    """A random key s3fs can load: s3fs 1.90 reads the decoded key as a C string, so one
+    whose first byte is 0 (1 in 256) stops it with "failed to load use_sse custom key file"
+    (docs/semantics.md)."""
+    while True:
+        key = secrets.token_bytes(32)
+        if key[0]:
+            return key
 
 
 @pytest.fixture
