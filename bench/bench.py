@@ -367,8 +367,11 @@ def run(srv: servers.S3Server, tmp: Path, args: argparse.Namespace) -> int:
         for name, tool in tools.items():
             print(f"  {name} ...", flush=True)
             results_r[name] = run_tool(tool, name, data, args, "listed", r)
-            print(f"    peak RSS: writing {results_r[name]['rss_write']:.0f} MiB, reading and "
-                  f"listing {results_r[name]['rss_read']:.0f} MiB", flush=True)
+            got = results_r[name]
+            print(f"    write {got['write']:.0f} MB/s ({got['write_cpu_per_gib']:.1f} s CPU per "
+                  f"GiB), read {got['read']:.0f} MB/s, {got['small']:.0f} files/s, ls -l "
+                  f"{got['ls']:.0f} entries/s; peak RSS: writing {got['rss_write']:.0f} MiB, "
+                  f"reading and listing {got['rss_read']:.0f} MiB", flush=True)
         results_r["ssecfs"]["ls_cached"] = ls_with_metadata_cache(srv, bucket, key, tmp, args)
         rounds.append((base_r, results_r))
     base = best([b for b, _ in rounds])
