@@ -1,4 +1,5 @@
-"""LeanRequests: HeadObject and PutObject without botocore's per-request machinery.
+"""LeanRequests: HeadObject, PutObject and ListObjectsV2 without botocore's per-request
+machinery.
 
 Why: botocore spends about 1.5 ms of CPU on each HeadObject (parameter validation, the
 event system, serialising, parsing); under the GIL that caps a mount near 550 HEADs a second
@@ -10,7 +11,10 @@ Used for the requests a mount sends most and whose answers are simple: HEAD of a
 object (`ls -l`, lookups, every open), with its 200, 400, 403 and 404 answers (the store reads
 them as it reads botocore's), PutObject (every small file) and UploadPart (its body sent as
 the write buffer's pages, not joined into one copy of the part first), with their 200
-answer. The same requests cost about 1 ms less CPU each this way. HEADs and small PUTs go
+answer; the same requests cost about 1 ms less CPU each this way. ListObjectsV2 pages
+(every `ls`, a lookup of a new name) with their 200 answer, parsed here: botocore's parser
+spends 60-180 ms of CPU on a page of 1,000 keys (measured on Ceph RGW), ElementTree 10. HEADs
+and small PUTs go
 out from the trio loop itself (`loop_http.py`: no worker thread, another 0.5 ms less);
 larger bodies from worker threads over urllib3, whose TLS runs beside the loop. Every
 other answer (a 5xx, a redirect) and any failure to send or receive returns None and the
@@ -23,19 +27,23 @@ configured (botocore honours it; these connections would not).
 from __future__ import annotations
 
 import contextlib
+import datetime
 import email.utils
 import logging
 import ssl
 import urllib.parse
 import urllib.request
-from collections.abc import Mapping, Sequence
+import xml.etree.ElementTree as ET
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 
 import trio
 import urllib3
 from botocore.httpsession import get_cert_path
+from botocore.utils import parse_timestamp
 
 from ..keys import ALGORITHM, SseCKey
+from .base import ListedObject, ListPage
 from .loop_http import LoopHttp
 from .sigv4 import SigV4
 
@@ -124,6 +132,29 @@ class LeanRequests:
         return self._send("PUT", key, sse, {"Content-Length": str(size)}, pieces, (200,),
                           query)
 
+    def list_page(self, prefix: str, delimiter: str | None, token: str | None,
+                  max_keys: int) -> ListPage | None:
+        """One ListObjectsV2 page, asked as botocore asks (keys URL-encoded in the answer);
+        None for any answer but 200, a failure, or an answer `parse_list_page` does not
+        know (the caller asks botocore). Runs in a worker thread."""
+        params = {"list-type": "2", "encoding-type": "url", "max-keys": str(max_keys),
+                  "prefix": prefix}
+        if delimiter:
+            params["delimiter"] = delimiter
+        if token:
+            params["continuation-token"] = token
+        query = "&".join(f"{_sigv4_quote(k)}={_sigv4_quote(v)}"
+                         for k, v in sorted(params.items()))
+        try:
+            signed = self._signer.sign("GET", self._bucket_path, query, {"Host": self._host})
+            resp = self._pool.request("GET", f"{self._bucket_path}?{query}", headers=signed,
+                                      redirect=False)
+            return parse_list_page(resp.data) if resp.status == 200 else None
+        except Exception as exc:  # botocore asks again, and says what is wrong
+            log.debug("lean ListObjectsV2 %s: %s; asking through botocore", prefix or "/",
+                      type(exc).__name__)
+            return None
+
     def _signed(self, method: str, key: str, sse: SseCKey | None, headers: dict[str, str],
                 query: str) -> tuple[str, dict[str, str]]:
         """The request's path and its headers, signed (SigV4, the body unsigned)."""
@@ -191,3 +222,54 @@ def head_response(headers: Mapping[str, str]) -> dict[str, Any]:
         if name in headers:
             out[field] = headers[name]
     return out
+
+
+def parse_list_page(data: bytes) -> ListPage | None:
+    """A ListObjectsV2 answer as the store's ListPage, read as botocore reads it (keys and
+    prefixes URL-decoded when the answer says it encoded them); None for XML that is not
+    a ListBucketResult or lacks what a page needs. Raises ET.ParseError for no XML."""
+    root = ET.fromstring(data)
+    ns = root.tag[:root.tag.index("}") + 1] if root.tag.startswith("{") else ""
+    if root.tag != ns + "ListBucketResult":
+        return None
+    decode: Callable[[str], str] = urllib.parse.unquote_plus \
+        if root.findtext(ns + "EncodingType") == "url" else str
+    objects = []
+    for item in root.iterfind(ns + "Contents"):
+        key = item.findtext(ns + "Key")
+        if key is None:
+            return None
+        objects.append(ListedObject(key=decode(key), size=int(item.findtext(ns + "Size") or 0),
+                                    etag=item.findtext(ns + "ETag") or "",
+                                    last_modified_ns=_timestamp_ns(
+                                        item.findtext(ns + "LastModified"))))
+    prefixes = []
+    for item in root.iterfind(ns + "CommonPrefixes"):
+        prefix = item.findtext(ns + "Prefix")
+        if prefix is None:
+            return None
+        prefixes.append(decode(prefix))
+    token = None
+    if (root.findtext(ns + "IsTruncated") or "").strip().lower() == "true":
+        token = root.findtext(ns + "NextContinuationToken")
+        if not token:
+            return None  # truncated, and no way to ask for the rest
+    return ListPage(tuple(objects), tuple(prefixes), token)
+
+
+def _timestamp_ns(value: str | None) -> int:
+    """An ISO 8601 LastModified in nanoseconds since the epoch, the same number botocore's
+    parser gives (it is compared with what HEADs and older mounts saw); 0 if absent."""
+    if not value:
+        return 0
+    dt: datetime.datetime | None = None
+    if value.endswith("Z"):
+        with contextlib.suppress(ValueError):
+            dt = datetime.datetime.fromisoformat(value)  # 40 times faster than dateutil
+    if dt is None:
+        dt = parse_timestamp(value)
+    return int(dt.timestamp() * 1_000_000_000)
+
+
+def _sigv4_quote(text: str) -> str:
+    return urllib.parse.quote(text, safe="-_.~")

@@ -458,6 +458,9 @@ class S3Store:
             args["Delimiter"] = delimiter
         if token:
             args["ContinuationToken"] = token
+        lean = await self._lean_list(prefix, delimiter, token, max_keys)
+        if lean is not None:
+            return lean
         resp: Any = await self._call("ListObjectsV2", prefix or "/",
                                      self._client.list_objects_v2, **args)
         objects = tuple(ListedObject(key=o["Key"], size=int(o.get("Size", 0)),
@@ -467,6 +470,21 @@ class S3Store:
         prefixes = tuple(p["Prefix"] for p in resp.get("CommonPrefixes", ()))
         next_token = resp.get("NextContinuationToken") if resp.get("IsTruncated") else None
         return ListPage(objects, prefixes, next_token)
+
+    async def _lean_list(self, prefix: str, delimiter: str | None, token: str | None,
+                         max_keys: int) -> ListPage | None:
+        """A ListObjectsV2 page through `LeanRequests`, or None when botocore has to ask
+        (any answer but 200, a failed connection, XML it does not know, no lean path)."""
+        if self._lean is None:
+            return None
+        started = time.monotonic()
+        self.stats.request("ListObjectsV2")
+        page = await trio.to_thread.run_sync(self._lean.list_page, prefix, delimiter, token,
+                                             max_keys, limiter=self._limiter)
+        log.debug("ListObjectsV2 %s -> %s in %.3fs", prefix or "/",
+                  "ok" if page is not None else "asked again through botocore",
+                  time.monotonic() - started)
+        return page
 
     # ---------------------------------------------------------------- writes
     async def put(self, key: str, body: bytes, metadata: Mapping[str, str],
