@@ -10,7 +10,8 @@
 #   make install-helpers   (part of deps) symlink mount.ssecfs, mount.fuse.ssecfs into /sbin and
 #                ssecfs into /usr/local/bin, pointing at this checkout's .venv, so that
 #                `mount -t ssecfs`, /etc/fstab and the systemd units work (root or sudo -n only)
-#   make bench   deps, then bench/bench.py: ssecfs vs boto3 and s3fs (docs/performance.md)
+#   make bench   deps (and rclone), then bench/bench.py: ssecfs vs boto3, s3fs and rclone
+#                (docs/performance.md)
 #   make demo    deps, then scripts/demo.sh
 #   make clean   stop test servers left under .state/, remove .venv and build droppings
 #
@@ -151,9 +152,10 @@ unit: $(UNIT_STAMP)
 e2e: deps
 	$(call run_pytest,tests/e2e)
 
-# ssecfs against boto3 and s3fs on a throw-away server (run it alone on the machine);
+# ssecfs against boto3, s3fs and rclone on a throw-away server (run it alone on the machine);
 # e.g. make bench BENCH_ARGS="--server seaweedfs --size-mib 256"
 BENCH_ARGS ?=
+bench: APT_PKGS += rclone
 bench: deps
 	$(VPY) bench/bench.py $(BENCH_ARGS)
 
