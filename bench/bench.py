@@ -21,8 +21,9 @@ Everything is run in `--rounds` whole rounds (2), one client after the other in 
 each figure is the best of its rounds, for every client alike; before each timed write the
 machine's dirty pages are written out (`settle`), so that no client pays for the one before.
 Each figure is printed with its ratio to the boto3 figure of its direction and, for ssecfs,
-to the better peer (the higher rate, the lower memory or CPU). A benchmark prints numbers; it asserts nothing. Run it alone on the machine:
-anything else on the same cores moves the figures. Loopback only.
+to the better peer (the higher rate, the lower memory or CPU). A benchmark prints numbers;
+it asserts nothing. Run it alone on the machine: anything else on the same cores moves the
+figures. Loopback only.
 """
 
 from __future__ import annotations
