@@ -13,15 +13,15 @@ them as it reads botocore's), PutObject (every small file) and UploadPart (its b
 the write buffer's pages, not joined into one copy of the part first), with their 200
 answer; the same requests cost about 1 ms less CPU each this way. ListObjectsV2 pages
 (every `ls`, a lookup of a new name) with their 200 answer, parsed here: botocore's parser
-spends 60-180 ms of CPU on a page of 1,000 keys (measured on Ceph RGW), ElementTree 10. HEADs
-and small PUTs go
-out from the trio loop itself (`loop_http.py`: no worker thread, another 0.5 ms less);
-larger bodies from worker threads over urllib3, whose TLS runs beside the loop. Every
-other answer (a 5xx, a redirect) and any failure to send or receive returns None and the
-store asks again through botocore, which owns retries and their backoff. TLS is verified
-exactly as botocore verifies it (the same CA bundle); credentials come from the client's
-signer, so refreshed credentials are used as they refresh. Not used with an HTTPS proxy
-configured (botocore honours it; these connections would not).
+spends 60-180 ms of CPU on a page of 1,000 keys (measured on Ceph RGW), ElementTree 10.
+HEADs and small PUTs go out from the trio loop itself (`loop_http.py`: no worker thread,
+another 0.5 ms less); larger bodies and listings from worker threads over urllib3, whose TLS
+runs beside the loop. Every other answer (a 5xx, a redirect) and any failure to send or
+receive returns None and the store asks again through botocore, which owns retries and
+their backoff. TLS is verified exactly as botocore verifies it (the same CA bundle);
+credentials come from the client's signer, so refreshed credentials are used as they
+refresh. Not used with an HTTPS proxy configured (botocore honours it; these connections
+would not).
 """
 
 from __future__ import annotations
