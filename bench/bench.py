@@ -116,6 +116,20 @@ def ls_l(directory: Path) -> int:
 
 
 # ---------------------------------------------------------------- the peers
+def mount_peer(cmd: list[str], path: Path, env: dict[str, str], pattern: str) -> int:
+    """Run a peer's mount command (it forks its daemon), wait for the mount, and return the
+    daemon's pid (the newest process matching `pattern`; 0 if none is found)."""
+    subprocess.run(cmd, check=True, env=env)
+    deadline = time.monotonic() + 20
+    while not is_mounted(path):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{cmd[0]} did not mount")
+        time.sleep(0.05)
+    out = subprocess.run(["pgrep", "-n", "-f", pattern], capture_output=True,
+                         text=True).stdout.split()
+    return int(out[0]) if out else 0
+
+
 class S3fs:
     """s3fs-fuse with SSE-C, as in ../shared/reference/peers.md."""
 
@@ -135,15 +149,8 @@ class S3fs:
         opts = (f"url={self.srv.endpoint},use_path_request_style,endpoint=us-east-1,"
                 f"passwd_file={self.passwd},use_sse=custom:{self.keyfile}")
         env = dict(os.environ, CURL_CA_BUNDLE=self.srv.ca_bundle)
-        subprocess.run(["s3fs", self.bucket, str(self.path), "-o", opts], check=True, env=env)
-        deadline = time.monotonic() + 20
-        while not is_mounted(self.path):
-            if time.monotonic() > deadline:
-                raise RuntimeError("s3fs did not mount")
-            time.sleep(0.05)
-        out = subprocess.run(["pgrep", "-n", "-f", f"s3fs {self.bucket} {self.path}"],
-                             capture_output=True, text=True).stdout.split()
-        self.pid = int(out[0]) if out else 0
+        self.pid = mount_peer(["s3fs", self.bucket, str(self.path), "-o", opts], self.path,
+                              env, f"s3fs {self.bucket} {self.path}")
 
     def stop(self) -> None:
         if is_mounted(self.path):
@@ -175,17 +182,10 @@ class Rclone:
     def start(self) -> None:
         self.path.mkdir(exist_ok=True)
         env = {k: v for k, v in os.environ.items() if k != "AWS_CA_BUNDLE"}
-        subprocess.run(["rclone", "--config", str(self.conf), "--ca-cert", self.srv.ca_bundle,
-                        "mount", f"ssec:{self.bucket}", str(self.path), "--vfs-cache-mode",
-                        "off", "--daemon"], check=True, env=env)
-        deadline = time.monotonic() + 20
-        while not is_mounted(self.path):
-            if time.monotonic() > deadline:
-                raise RuntimeError("rclone did not mount")
-            time.sleep(0.05)
-        out = subprocess.run(["pgrep", "-n", "-f", f"rclone --config {self.conf}"],
-                             capture_output=True, text=True).stdout.split()
-        self.pid = int(out[0]) if out else 0
+        self.pid = mount_peer(["rclone", "--config", str(self.conf), "--ca-cert",
+                               self.srv.ca_bundle, "mount", f"ssec:{self.bucket}",
+                               str(self.path), "--vfs-cache-mode", "off", "--daemon"],
+                              self.path, env, f"rclone --config {self.conf}")
 
     stop = S3fs.stop
 
