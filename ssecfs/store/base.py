@@ -12,6 +12,7 @@ everything else: a foreign exception (botocore, OSError, ValueError) never cross
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -50,6 +51,13 @@ class Stored:
     def proves(self, sse: SseCKey) -> bool:
         """Whether this answer alone shows the object is stored under `sse`."""
         return bool(self.etag) and self.key_md5 == sse.md5_b64
+
+
+def datetime_ns(dt: datetime.datetime | None) -> int:
+    """A time the server gave, in nanoseconds since the epoch (0: none given). Every store
+    answer is converted with this one formula: listings, HEADs and the metadata cache
+    compare these numbers."""
+    return int(dt.timestamp() * 1_000_000_000) if dt is not None else 0
 
 
 @dataclass(frozen=True, slots=True)

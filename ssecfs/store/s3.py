@@ -65,6 +65,7 @@ from .base import (
     Stored,
     Upload,
     VersionPage,
+    datetime_ns,
 )
 from .lean import LeanRequests, head_response
 
@@ -192,10 +193,6 @@ def _head_key_md5(key: str, detail: str, resp: Mapping[str, Any],
     if sse is None and resp.get("SSECustomerAlgorithm"):
         raise KeyMismatch(f"HeadObject {key}{detail}: encrypted with SSE-C, no key given")
     return sse.md5_b64 if (sse is not None and echoed) else None
-
-
-def _ns(dt: Any) -> int:
-    return int(dt.timestamp() * 1_000_000_000) if dt is not None else 0
 
 
 class S3Store:
@@ -400,7 +397,7 @@ class S3Store:
     def _info(key: str, resp: Mapping[str, Any], key_md5: str | None) -> ObjectInfo:
         return ObjectInfo(key=key, size=int(resp.get("ContentLength", 0)),
                           etag=str(resp.get("ETag", "")),
-                          last_modified_ns=_ns(resp.get("LastModified")),
+                          last_modified_ns=datetime_ns(resp.get("LastModified")),
                           metadata=dict(resp.get("Metadata", {})), key_md5=key_md5,
                           content=_content_of(resp))
 
@@ -453,19 +450,19 @@ class S3Store:
 
     async def list_page(self, prefix: str, *, delimiter: str | None = "/",
                         token: str | None = None, max_keys: int = 1000) -> ListPage:
+        lean = await self._lean_list(prefix, delimiter, token, max_keys)
+        if lean is not None:
+            return lean
         args: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix, "MaxKeys": max_keys}
         if delimiter:
             args["Delimiter"] = delimiter
         if token:
             args["ContinuationToken"] = token
-        lean = await self._lean_list(prefix, delimiter, token, max_keys)
-        if lean is not None:
-            return lean
         resp: Any = await self._call("ListObjectsV2", prefix or "/",
                                      self._client.list_objects_v2, **args)
         objects = tuple(ListedObject(key=o["Key"], size=int(o.get("Size", 0)),
                                      etag=str(o.get("ETag", "")),
-                                     last_modified_ns=_ns(o.get("LastModified")))
+                                     last_modified_ns=datetime_ns(o.get("LastModified")))
                         for o in resp.get("Contents", ()))
         prefixes = tuple(p["Prefix"] for p in resp.get("CommonPrefixes", ()))
         next_token = resp.get("NextContinuationToken") if resp.get("IsTruncated") else None
@@ -626,7 +623,7 @@ class S3Store:
             resp: Any = await self._call("ListMultipartUploads", prefix or "/",
                                          self._client.list_multipart_uploads,
                                          Bucket=self.bucket, Prefix=prefix, **marker)
-            out += [Upload(u["Key"], u["UploadId"], _ns(u.get("Initiated")))
+            out += [Upload(u["Key"], u["UploadId"], datetime_ns(u.get("Initiated")))
                     for u in resp.get("Uploads", ())]
             if not resp.get("IsTruncated"):
                 return out
@@ -694,7 +691,7 @@ class S3Store:
                 else str(v["VersionId"]),
                 size=int(v.get("Size", 0)), etag=str(v.get("ETag", "")),
                 is_latest=bool(v.get("IsLatest", False)),
-                last_modified_ns=_ns(v.get("LastModified")), delete_marker=delete_marker)
+                last_modified_ns=datetime_ns(v.get("LastModified")), delete_marker=delete_marker)
 
         versions = tuple(listed(v, False) for v in resp.get("Versions", ()))
         markers = tuple(listed(v, True) for v in resp.get("DeleteMarkers", ()))
