@@ -29,8 +29,10 @@ figures. Loopback only.
 from __future__ import annotations
 
 import argparse
+import base64
 import concurrent.futures
 import io
+import math
 import os
 import shutil
 import subprocess
@@ -116,41 +118,25 @@ def ls_l(directory: Path) -> int:
 
 
 # ---------------------------------------------------------------- the peers
-def mount_peer(cmd: list[str], path: Path, env: dict[str, str], pattern: str) -> int:
-    """Run a peer's mount command (it forks its daemon), wait for the mount, and return the
-    daemon's pid (the newest process matching `pattern`; 0 if none is found)."""
-    subprocess.run(cmd, check=True, env=env)
-    deadline = time.monotonic() + 20
-    while not is_mounted(path):
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{cmd[0]} did not mount")
-        time.sleep(0.05)
-    out = subprocess.run(["pgrep", "-n", "-f", pattern], capture_output=True,
-                         text=True).stdout.split()
-    return int(out[0]) if out else 0
+class Peer:
+    """A peer's FUSE mount at `path`: its mount command forks the daemon, whose pid is
+    found by a pattern of its command line (0 if none is found)."""
 
-
-class S3fs:
-    """s3fs-fuse with SSE-C, as in ../shared/reference/peers.md."""
-
-    def __init__(self, srv: servers.S3Server, bucket: str, key: bytes, tmp: Path) -> None:
-        import base64
-
-        self.srv, self.bucket, self.path = srv, bucket, tmp / "s3fs-mnt"
-        self.passwd, self.keyfile = tmp / "passwd-s3fs", tmp / "ssec.keyfile"
-        self.passwd.write_text(f"{srv.access_key}:{srv.secret_key}\n")
-        self.keyfile.write_text(base64.b64encode(key).decode() + "\n")
-        for f in (self.passwd, self.keyfile):
-            f.chmod(0o600)
+    def __init__(self, srv: servers.S3Server, bucket: str, path: Path) -> None:
+        self.srv, self.bucket, self.path = srv, bucket, path
         self.pid = 0
 
-    def start(self) -> None:
+    def _mount(self, cmd: list[str], env: dict[str, str], pattern: str) -> None:
         self.path.mkdir(exist_ok=True)
-        opts = (f"url={self.srv.endpoint},use_path_request_style,endpoint=us-east-1,"
-                f"passwd_file={self.passwd},use_sse=custom:{self.keyfile}")
-        env = dict(os.environ, CURL_CA_BUNDLE=self.srv.ca_bundle)
-        self.pid = mount_peer(["s3fs", self.bucket, str(self.path), "-o", opts], self.path,
-                              env, f"s3fs {self.bucket} {self.path}")
+        subprocess.run(cmd, check=True, env=env)
+        deadline = time.monotonic() + 20
+        while not is_mounted(self.path):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{cmd[0]} did not mount")
+            time.sleep(0.05)
+        out = subprocess.run(["pgrep", "-n", "-f", pattern], capture_output=True,
+                             text=True).stdout.split()
+        self.pid = int(out[0]) if out else 0
 
     def stop(self) -> None:
         if is_mounted(self.path):
@@ -160,15 +146,32 @@ class S3fs:
             time.sleep(0.05)
 
 
-class Rclone:
+class S3fs(Peer):
+    """s3fs-fuse with SSE-C, as in ../shared/reference/peers.md."""
+
+    def __init__(self, srv: servers.S3Server, bucket: str, key: bytes, tmp: Path) -> None:
+        super().__init__(srv, bucket, tmp / "s3fs-mnt")
+        self.passwd, self.keyfile = tmp / "passwd-s3fs", tmp / "ssec.keyfile"
+        self.passwd.write_text(f"{srv.access_key}:{srv.secret_key}\n")
+        self.keyfile.write_text(base64.b64encode(key).decode() + "\n")
+        for f in (self.passwd, self.keyfile):
+            f.chmod(0o600)
+
+    def start(self) -> None:
+        opts = (f"url={self.srv.endpoint},use_path_request_style,endpoint=us-east-1,"
+                f"passwd_file={self.passwd},use_sse=custom:{self.keyfile}")
+        self._mount(["s3fs", self.bucket, str(self.path), "-o", opts],
+                    dict(os.environ, CURL_CA_BUNDLE=self.srv.ca_bundle),
+                    f"s3fs {self.bucket} {self.path}")
+
+
+class Rclone(Peer):
     """rclone mount with SSE-C, as in ../shared/reference/peers.md; `--vfs-cache-mode off`,
     so that a write is in the bucket when close() returns (with a cache, it would be timed
     into the local disk and uploaded later)."""
 
     def __init__(self, srv: servers.S3Server, bucket: str, key: bytes, tmp: Path) -> None:
-        import base64
-
-        self.srv, self.bucket, self.path = srv, bucket, tmp / "rclone-mnt"
+        super().__init__(srv, bucket, tmp / "rclone-mnt")
         self.conf = tmp / "rclone.conf"
         self.conf.write_text(
             "[ssec]\ntype = s3\nprovider = Other\nenv_auth = false\n"
@@ -177,17 +180,13 @@ class Rclone:
             "sse_customer_algorithm = AES256\n"
             f"sse_customer_key_base64 = {base64.b64encode(key).decode()}\n")
         self.conf.chmod(0o600)
-        self.pid = 0
 
     def start(self) -> None:
-        self.path.mkdir(exist_ok=True)
-        env = {k: v for k, v in os.environ.items() if k != "AWS_CA_BUNDLE"}
-        self.pid = mount_peer(["rclone", "--config", str(self.conf), "--ca-cert",
-                               self.srv.ca_bundle, "mount", f"ssec:{self.bucket}",
-                               str(self.path), "--vfs-cache-mode", "off", "--daemon"],
-                              self.path, env, f"rclone --config {self.conf}")
-
-    stop = S3fs.stop
+        self._mount(["rclone", "--config", str(self.conf), "--ca-cert", self.srv.ca_bundle,
+                     "mount", f"ssec:{self.bucket}", str(self.path), "--vfs-cache-mode", "off",
+                     "--daemon"],
+                    {k: v for k, v in os.environ.items() if k != "AWS_CA_BUNDLE"},
+                    f"rclone --config {self.conf}")
 
 
 class Ssecfs:
@@ -368,7 +367,7 @@ def vs_better_peer(results: dict[str, dict[str, float]], peers: list[str], field
     CPU), and which peer that is. The cached ls -l is compared with the peers' only one."""
     peer_field = "ls" if field == "ls_cached" else field
     values = [(results[p][peer_field], p) for p in peers
-              if results[p].get(peer_field, float("nan")) == results[p].get(peer_field)]
+              if not math.isnan(results[p].get(peer_field, math.nan))]
     if not values:
         return "-"
     lower_is_better = field.startswith("rss") or "cpu" in field
