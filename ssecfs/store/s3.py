@@ -431,7 +431,10 @@ class S3Store:
         # botocore retries a request until its headers arrive; a body cut after that (a
         # dropped connection mid-stream) is a BodyCut, which `_call` retries as a new GET
         try:
-            data, echoed = await self._call("GetObject", key, fetch, detail=detail)
+            answer = await self._lean_get(key, rng, sse, etag, version_id, detail)
+            if answer is None:
+                answer = await self._call("GetObject", key, fetch, detail=detail)
+            data, echoed = answer
         except SsecfsError as exc:
             if sse is not None and exc.status in (400, 403):
                 # re-ask HEAD to name the cause (other key, unencrypted, no permission)
@@ -447,6 +450,25 @@ class S3Store:
             # the object is shorter than the size we planned with: it changed under us
             raise Stale(f"GetObject {key}: asked for {len(rng)} bytes, got {len(data)}")
         return data
+
+    async def _lean_get(self, key: str, rng: ByteRange | None, sse: SseCKey | None,
+                        etag: str | None, version_id: str | None, detail: str
+                        ) -> tuple[bytes, str | None] | None:
+        """A GetObject through `LeanRequests`: its body and echoed key MD5, or None when
+        botocore has to ask (any answer but 200 or 206, a failed or cut connection, no lean
+        path)."""
+        if self._lean is None:
+            return None
+        started = time.monotonic()
+        self.stats.request("GetObject")
+        answer = await trio.to_thread.run_sync(
+            self._lean.get, key, rng.http() if rng is not None else None, sse, etag,
+            version_id, limiter=self._limiter)
+        log.debug("GetObject %s%s -> %s in %.3fs", key, detail,
+                  "ok" if answer else "asked again through botocore", time.monotonic() - started)
+        if answer is None:
+            return None
+        return answer[2], answer[1].get("x-amz-server-side-encryption-customer-key-md5")
 
     async def list_page(self, prefix: str, *, delimiter: str | None = "/",
                         token: str | None = None, max_keys: int = 1000) -> ListPage:

@@ -2,7 +2,9 @@
 gives the same ObjectInfo for an object with metadata, content headers and an awkward name,
 the same errors for another key, no key, a plain object and a missing one; a PutObject stores
 the same object (metadata, content headers, encryption) and its answer proves the key; a
-ListObjectsV2 page lists the same keys, prefixes, sizes, ETags and times, page by page."""
+GetObject gives the same bytes (whole, ranged, of a version, stored with a Content-Encoding)
+and the same errors; a ListObjectsV2 page lists the same keys, prefixes, sizes, ETags and
+times, page by page."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import trio
 from ssecfs.content import Content
 from ssecfs.errors import SsecfsError
 from ssecfs.keys import SseCKey
+from ssecfs.ranges import ByteRange
 from ssecfs.store.s3 import S3Store, make_client
 from tests.servers import S3Server
 
@@ -113,3 +116,64 @@ def test_lean_listings_answer_as_botocore(s3server: S3Server, bucket: str,
     # every page was answered through the lean path: none was asked again through botocore
     assert lean.stats.snapshot()["requests"]["ListObjectsV2"] == \
         plain.stats.snapshot()["requests"]["ListObjectsV2"] + 1  # + the whole listing
+
+
+
+def test_lean_gets_answer_as_botocore(s3server: S3Server, bucket: str,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3server.access_key)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3server.secret_key)
+    lean, plain = stores(s3server, bucket)
+    key, other = SseCKey(os.urandom(32)), SseCKey(os.urandom(32))
+    body = os.urandom(100_000)
+    # not gzip at all: a client that decoded the Content-Encoding would fail or alter it
+    gzipped = Content("application/octet-stream", encoding="gzip")
+    calls = {"answered": 0, "refused": 0}
+
+    async def get(store: S3Store, name: str, rng: ByteRange | None, sse: SseCKey | None,
+                  **kw: str) -> bytes | str:
+        try:
+            return await store.get_range(name, rng, sse, **kw)
+        except SsecfsError as exc:
+            return type(exc).__name__
+
+    async def same(name: str, rng: ByteRange | None, sse: SseCKey | None,
+                   **kw: str) -> bytes | str:
+        got = await get(lean, name, rng, sse, **kw)
+        assert got == await get(plain, name, rng, sse, **kw), (name, rng, kw)
+        calls["answered" if isinstance(got, bytes) else "refused"] += 1
+        return got
+
+    async def run() -> None:
+        etags = {}
+        for name in [*NAMES, "gz"]:
+            etags[name] = (await plain.put(name, body, {}, gzipped if name == "gz" else
+                                           Content(), key)).etag
+        await plain.put("unencrypted", body, {}, Content(), None)
+        for name in [*NAMES, "gz"]:
+            assert await same(name, None, key) == body
+            assert await same(name, ByteRange(0, 1), key) == body[:1]
+            assert await same(name, ByteRange(4096, 70_000), key, etag=etags[name]) \
+                == body[4096:70_000]
+        assert await same("unencrypted", ByteRange(7, 9), None) == body[7:9]
+        # refusals: the lean path hands them to botocore, whose errors name them
+        assert await same(NAMES[0], None, other) == "KeyMismatch"
+        assert await same("missing", None, key) == "NotFound"
+        assert await same(NAMES[1], ByteRange(0, 5), key, etag='"0123"') == "Stale"
+        assert isinstance(await same(NAMES[2], None, None), str)  # no key: refused
+
+        plain._client.put_bucket_versioning(
+            Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+        versions = [plain._client.put_object(
+            Bucket=bucket, Key="versioned", Body=data, SSECustomerAlgorithm="AES256",
+            SSECustomerKey=sse.raw).get("VersionId") for data, sse in ((b"first", key),
+                                                                       (b"second", other))]
+        assert all(versions), versions
+        assert await same("versioned", None, key, version_id=str(versions[0])) == b"first"
+        assert await same("versioned", ByteRange(1, 4), other,
+                          version_id=str(versions[1])) == b"eco"
+    trio.run(run)
+    # every answered GET went once, through the lean path; every refused one twice (the
+    # lean request, then botocore's)
+    assert lean.stats.snapshot()["requests"]["GetObject"] == \
+        calls["answered"] + 2 * calls["refused"]
