@@ -755,10 +755,11 @@ class Filesystem:
                 copied.append(target)
 
         try:
-            with one_error():
-                async with trio.open_nursery() as nursery:
-                    for key in keys:
-                        nursery.start_soon(move, key)
+            for wave in paths.parents_first(keys, old_pfx):
+                with one_error():
+                    async with trio.open_nursery() as nursery:
+                        for key in wave:
+                            nursery.start_soon(move, key)
             if old_pfx not in keys:
                 # an implied directory: give the new one a marker so it exists even when empty
                 await self.ns.put_small(new, await self.stat_path(old), b"")

@@ -8,6 +8,8 @@ byte sequence round-trips. Keys that cannot be a path (empty components, ".", ".
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 NAME_MAX = 255
 KEY_MAX = 1024  # S3's limit on a key, in UTF-8 bytes
 PATH_MAX = 4096  # the longest symlink target Linux accepts
@@ -77,3 +79,15 @@ def rebase(path: str, old: str, new: str) -> str:
     if path == old:
         return new
     return join(new, path[len(old) + 1 :]) if old else join(new, path)
+
+
+def parents_first(keys: Iterable[str], prefix: str) -> list[list[str]]:
+    """`keys` below `prefix` in waves by depth, shallowest first: every key comes in a later
+    wave than the marker of any directory above it. Copied wave by wave, no key is written
+    at the same time as a marker above it: SeaweedFS then sometimes loses the marker from
+    its listings (measured: 1 in 300 pairs), and a later rename or rmdir leaves it behind."""
+    waves: dict[int, list[str]] = {}
+    for key in keys:
+        rest = key[len(prefix):].rstrip("/")
+        waves.setdefault(rest.count("/") if rest else -1, []).append(key)
+    return [waves[depth] for depth in sorted(waves)]

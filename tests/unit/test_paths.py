@@ -32,3 +32,15 @@ def test_rebase_and_within():
     assert paths.rebase("a", "a", "q/r") == "q/r"
     assert paths.parent_of("a/b/c") == "a/b" and paths.name_of("a/b/c") == "c"
     assert paths.parent_of("a") == ""
+
+
+def test_parents_first_puts_every_key_after_the_markers_above_it() -> None:
+    keys = ["p/a/b/c", "p/", "p/a/", "p/x", "p/a/b/", "p/a/f"]
+    waves = paths.parents_first(keys, "p/")
+    assert waves == [["p/"], ["p/a/", "p/x"], ["p/a/b/", "p/a/f"], ["p/a/b/c"]]
+    wave_of = {k: i for i, wave in enumerate(waves) for k in wave}
+    for key in keys:
+        for marker in keys:
+            if marker.endswith("/") and key != marker and key.startswith(marker):
+                assert wave_of[marker] < wave_of[key], (marker, key)
+    assert paths.parents_first([], "p/") == []
