@@ -474,11 +474,11 @@ def prepare_mount(cfg: MountConfig) -> tuple[KeyRing, logging.Handler]:
     """Every check that needs no network: endpoint scheme, keys, mountpoint, log target."""
     # imported here so that keygen and --help work without FUSE libraries
     from .log import choose_target, open_handler, register_key_bytes, register_secret
-    from .mount import SECRET_ENV, check_mountpoint, fewer_malloc_arenas, no_core_dumps
+    from .mount import SECRET_ENV, check_mountpoint, no_core_dumps, tune_malloc
     from .store.s3 import check_endpoint_url
 
     check_endpoint_url(cfg.endpoint_url)
-    fewer_malloc_arenas()  # before any thread
+    tune_malloc()  # before any thread
     undone = no_core_dumps()  # before the keys are in memory
     keys = load_ring(cfg)
     for key in keys.keys:

@@ -88,9 +88,10 @@ class Operations(pyfuse3.Operations):
     enable_writeback_cache = False
     enable_acl = False
 
-    def __init__(self, fs: Filesystem) -> None:
+    def __init__(self, fs: Filesystem, on_idle: Callable[[], None] = lambda: None) -> None:
         super().__init__()
         self.fs = fs
+        self._on_idle = on_idle  # called when the last open file is released
         fs.kernel_forget_attrs = _forget_attrs
 
     @_fuse_errors
@@ -152,6 +153,8 @@ class Operations(pyfuse3.Operations):
     @_fuse_errors
     async def release(self, fh: int) -> None:
         await self.fs.release(fh)
+        if not self.fs.handles.files():
+            self._on_idle()
 
     @_fuse_errors
     async def create(self, parent_inode: int, name: bytes, mode: int, flags: int,

@@ -25,6 +25,7 @@ import signal
 import socket
 import stat
 import tempfile
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -94,8 +95,12 @@ def check_mountpoint(path: str) -> None:
 
 PR_SET_DUMPABLE = 4  # <linux/prctl.h>
 M_ARENA_MAX = -8  # <malloc.h>
+M_TRIM_THRESHOLD = -1
+M_MMAP_THRESHOLD = -3
 KERNEL_READ_AHEAD_KIB = 1024  # measured: 1 MiB READs; 4096 gave nothing more
 MALLOC_ARENAS = 1  # 2 measured 1-6 MiB more at the peak, no faster
+MMAP_THRESHOLD = 64 * 1024 * 1024  # blocks below it come from the heap
+TRIM_THRESHOLD = 256 * 1024 * 1024  # free memory at the heap's top kept while busy
 
 
 def no_core_dumps() -> list[str]:
@@ -121,19 +126,54 @@ def no_core_dumps() -> list[str]:
     return failed
 
 
-def fewer_malloc_arenas() -> None:
-    """At most MALLOC_ARENAS glibc malloc arenas, before any thread starts. Why: each worker
-    thread that touches a part or a read-ahead segment otherwise gets an arena of its own,
-    and the megabytes freed in one stay there for that thread: measured on a 512 MiB write,
-    the daemon's peak RSS fell by 20-30 MiB, its CPU time did not move (the GIL serialises
-    most allocations anyway). Not glibc (or
-    MALLOC_ARENA_MAX set by the user): nothing is changed."""
+def tune_malloc() -> None:
+    """glibc's malloc set for a daemon that allocates and frees megabytes at a time, before
+    any thread starts. Not glibc, or a setting the user made (MALLOC_*_ env, GLIBC_TUNABLES):
+    that one is left as it is.
+
+    - At most MALLOC_ARENAS arenas. Each worker thread that touches a part or a read-ahead
+      segment otherwise gets an arena of its own, and the megabytes freed in one stay there
+      for that thread: measured on a 512 MiB write, the daemon's peak RSS fell by 20-30 MiB,
+      its CPU time did not move (the GIL serialises most allocations anyway).
+    - Read-ahead segments (16 MiB) and parts come from the heap, not from mmap, and freed
+      memory stays in it while the mount is busy (`IdleTrim` gives it back): each block
+      mmapped or trimmed is faulted in again page by page, which a VM that hands freed pages
+      back to its host makes dear. Measured on cold reads of 512 MiB from SeaweedFS, four
+      interleaved pairs: 367-479 against 336-400 MB/s, half the page faults (28,000 against
+      60,000-77,000 per GiB), 0.3 s less CPU per GiB, 6 MiB more at the peak."""
     import ctypes
 
-    if "MALLOC_ARENA_MAX" in os.environ:
+    if "GLIBC_TUNABLES" in os.environ:
         return
     with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None).mallopt(M_ARENA_MAX, MALLOC_ARENAS)
+        libc = ctypes.CDLL(None)
+        for env, option, value in (("MALLOC_ARENA_MAX", M_ARENA_MAX, MALLOC_ARENAS),
+                                   ("MALLOC_MMAP_THRESHOLD_", M_MMAP_THRESHOLD, MMAP_THRESHOLD),
+                                   ("MALLOC_TRIM_THRESHOLD_", M_TRIM_THRESHOLD, TRIM_THRESHOLD)):
+            if env not in os.environ:
+                libc.mallopt(option, value)
+
+
+class IdleTrim:
+    """Gives the heap's free memory back to the system (malloc_trim) when the mount falls
+    idle, no file open, at most once per `interval` seconds: `tune_malloc` keeps it while
+    the mount is busy. Not glibc: does nothing."""
+
+    def __init__(self, interval: float = 1.0) -> None:
+        import ctypes
+
+        self._interval = interval
+        self._last = 0.0
+        self._trim: Callable[[int], int] | None = None
+        with contextlib.suppress(OSError, AttributeError):
+            self._trim = ctypes.CDLL(None).malloc_trim
+
+    def __call__(self) -> None:
+        now = time.monotonic()
+        if self._trim is None or now - self._last < self._interval:
+            return
+        self._last = now
+        self._trim(0)
 
 
 def check_cache_dir(path: str) -> None:
@@ -281,7 +321,7 @@ async def _serve(cfg: MountConfig, keys: KeyRing, ready: Callable[[], None],
         raise UserError(f"interrupted by {signal.Signals(signum).name} before "
                         f"{cfg.mountpoint} was mounted", 128 + signum)
     fs = Filesystem(view, cfg, keys, stats=store.stats)
-    ops = Operations(fs)
+    ops = Operations(fs, on_idle=IdleTrim())
     options = set(pyfuse3.default_options) | fuse_mount_options(cfg)
     try:
         pyfuse3.init(ops, cfg.mountpoint, options)
