@@ -153,7 +153,7 @@ class Operations(pyfuse3.Operations):
     @_fuse_errors
     async def release(self, fh: int) -> None:
         await self.fs.release(fh)
-        if not self.fs.handles.files():
+        if not self.fs.handles.any_file_open():
             self._on_idle()
 
     @_fuse_errors

@@ -110,3 +110,6 @@ class HandleTable(Generic[T]):
 
     def files(self) -> list[Handle]:
         return list(self._files.values())
+
+    def any_file_open(self) -> bool:
+        return bool(self._files)
