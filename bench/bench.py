@@ -17,9 +17,10 @@ that are installed (s3fs; rclone mount with `--vfs-cache-mode off`):
 - the daemon's peak RSS and its CPU seconds per GiB written and read
 - S3 requests per operation (from ssecfs's --debug request log)
 
-Everything is run in `--rounds` whole rounds (2), one client after the other in each, and
-each figure is the best of its rounds, for every client alike; before each timed write the
-machine's dirty pages are written out (`settle`), so that no client pays for the one before.
+Everything is run in `--rounds` whole rounds (2), one client after the other in each, the
+order reversed in every other round (boto3 first, then last), and each figure is the best of
+its rounds, for every client alike; before each timed write the machine's dirty pages are
+written out (`settle`), so that no client pays for the one before.
 Each figure is printed with its ratio to the boto3 figure of its direction and, for ssecfs,
 to the better peer (the higher rate, the lower memory or CPU). A benchmark prints numbers;
 it asserts nothing. Run it alone on the machine: anything else on the same cores moves the
@@ -414,12 +415,20 @@ def run(srv: servers.S3Server, tmp: Path, args: argparse.Namespace) -> int:
     # machine moves single runs by 20-40 %, and every client gets the same chances
     rounds: list[tuple[dict[str, float], dict[str, dict[str, float]]]] = []
     for r in range(args.rounds):
-        print(f"  round {r + 1} of {args.rounds}: boto3 ...", flush=True)
-        base_r = boto3_baseline(s3, bucket, key, data, args)
-        results_r = {}
-        for name, tool in tools.items():
+        # the order turns round each round: this machine has fast and slow spells of minutes
+        # (one write measured 130 and 220 MB/s), and no client may keep the first turn
+        order = ["boto3", *tools]
+        if r % 2:
+            order.reverse()
+        print(f"  round {r + 1} of {args.rounds}: {', '.join(order)}", flush=True)
+        base_r: dict[str, float] = {}
+        results_r: dict[str, dict[str, float]] = {}
+        for name in order:
             print(f"  {name} ...", flush=True)
-            results_r[name] = run_tool(tool, name, data, args, "listed", r)
+            if name == "boto3":
+                base_r = boto3_baseline(s3, bucket, key, data, args)
+                continue
+            results_r[name] = run_tool(tools[name], name, data, args, "listed", r)
             got = results_r[name]
             print(f"    write {got['write']:.0f} MB/s ({got['write_cpu_per_gib']:.1f} s CPU per "
                   f"GiB), read {got['read']:.0f} MB/s, {got['small']:.0f} files/s, ls -l "

@@ -3,7 +3,10 @@
 Model: the file is `size` bytes. Its first `base_size` bytes are those of the object already
 in the bucket (the "base"), except for pages held locally; bytes past `base_size` that no page
 holds are zeros. Pages are PAGE bytes (the last one may be shorter) and live in memory up to
-`memory_limit` bytes; beyond that the oldest pages go to the encrypted `SpillFile`.
+`memory` bytes; beyond that the oldest pages go to the encrypted `SpillFile`. The memory is
+a `MemoryPool` that every buffer of a mount shares (`write_buffer_memory` bounds them all, not
+each): a buffer that needs room spills its own oldest pages, so the pool is exceeded by at
+most one page per buffer.
 Remote bytes are asked for through an async `fetch(ByteRange) -> bytes` that the caller gives,
 so this module does no network I/O itself.
 
@@ -13,6 +16,7 @@ the file again shows zeros.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
@@ -32,12 +36,34 @@ class PageStore(Protocol):
     def free(self, slot: int) -> None: ...
 
 
+class MemoryPool:
+    """The pages that the buffers of one mount may hold in memory, `limit` bytes in all."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit_pages = max(limit // PAGE, 1)
+        # weak: a buffer dropped without close() gives its share back all the same
+        self._buffers: weakref.WeakSet[FileBuffer] = weakref.WeakSet()
+
+    def join(self, buf: FileBuffer) -> None:
+        self._buffers.add(buf)
+
+    @property
+    def pages(self) -> int:
+        return sum(b.pages_in_memory for b in self._buffers)
+
+    def full(self) -> bool:
+        """Whether one more page would be over the limit."""
+        return self.pages + 1 > self.limit_pages
+
+
 class FileBuffer:
-    def __init__(self, base_size: int, spill: PageStore, memory_limit: int) -> None:
+    def __init__(self, base_size: int, spill: PageStore, memory: int | MemoryPool) -> None:
+        """`memory`: the mount's pool, or a byte limit for this buffer alone."""
         self.base_size = base_size
         self.size = base_size
         self._spill = spill
-        self._memory_limit = max(memory_limit, PAGE)
+        self._pool = memory if isinstance(memory, MemoryPool) else MemoryPool(memory)
+        self._pool.join(self)
         self._mem: dict[int, bytearray] = {}
         self._spilled: dict[int, int] = {}  # page index -> spill slot
 
@@ -53,8 +79,9 @@ class FileBuffer:
 
     async def _put(self, idx: int, page: bytearray) -> None:
         if idx not in self._mem:
-            # room first: if the spill fails (disk full), nothing has changed yet
-            while (len(self._mem) + 1) * PAGE > self._memory_limit and self._mem:
+            # room first: if the spill fails (disk full), nothing has changed yet; only our
+            # own pages leave (another file's pages may be in use under its lock)
+            while self._pool.full() and self._mem:
                 victim = min(self._mem)
                 # a page leaves memory only once it is safely in the spill file
                 self._spilled[victim] = await self._spill.store(self._mem[victim])
@@ -69,6 +96,10 @@ class FileBuffer:
         slot = self._spilled.pop(idx, None)
         if slot is not None:
             self._spill.free(slot)
+
+    @property
+    def pages_in_memory(self) -> int:
+        return len(self._mem)
 
     @property
     def memory_bytes(self) -> int:

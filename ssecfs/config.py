@@ -81,13 +81,14 @@ class MountConfig:
     # reads
     read_ahead: int = 16 * MiB  # largest sequential ranged GET
     read_concurrency: int = 4  # ranged GETs in flight per sequentially read file
-    read_ahead_memory: int = 48 * MiB  # read-ahead held for the whole mount, all files
+    # read-ahead held for the whole mount, all files: 64M keeps one reader at 4 GETs of 16M
+    read_ahead_memory: int = 64 * MiB
     # writes
     part_size: int = 8 * MiB
     # measured with parts sent from the buffer: 6 wrote at 1.01x of boto3 on RGW, the daemon at
     # 128 MiB; 8 at 0.98-1.11x but 144-153 MiB (each part in flight is held until answered)
     upload_concurrency: int = 6
-    write_buffer_memory: int = 32 * MiB  # per file; beyond it, encrypted spill to cache_dir
+    write_buffer_memory: int = 32 * MiB  # all dirty files; beyond it, encrypted spill
     cache_dir: str = ""  # "" = default_cache_dir()
     metadata_cache: bool = False  # HEAD answers kept in cache_dir across mounts (encrypted)
     # requests

@@ -60,6 +60,14 @@ class ReadHandle:
                 if not self._budget.reserve(len(rng)):
                     continue
                 seg.reserved = len(rng)
+            elif rng.end > want.end:
+                # a GET stretched past the read is read-ahead too: within the budget, or it
+                # asks for what the read lacks only (else every sequential reader would hold
+                # a whole segment beyond the budget: 8 readers, 8 x 16 MiB)
+                if self._budget.reserve(len(rng)):
+                    seg.reserved = len(rng)
+                else:
+                    seg = Segment(ByteRange(rng.start, want.end))
             self._segments.append(seg)
             self._nursery.start_soon(self._fetch, seg)
         covering = sorted((s for s in self._segments

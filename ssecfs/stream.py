@@ -2,7 +2,8 @@
 
 Theory of operation: a file whose content is all local (new, or truncated to nothing) and
 that grows past a part is uploaded part by part as the application writes — each full part as
-soon as it is written, up to `concurrency` parts in flight (the writer waits for a slot: the
+soon as it is written, each part holding one of the mount's part slots until it is answered
+(`Transfers.part_slots`, shared with every other upload; the writer waits for a slot: the
 application writes at the network's pace), so that `close()` has only the tail to send. The
 buffer keeps every page until the upload is complete: a later write over a part already sent
 marks it stale (`touched`), and `finish` sends it again from the buffer, as it sends the parts
@@ -47,6 +48,9 @@ class Uploads(Protocol):
     async def create_multipart(self, key: str, metadata: Mapping[str, str],
                                content: Content) -> str: ...
 
+    @property
+    def part_slots(self) -> trio.Semaphore: ...
+
     def finished(self, upload_id: str) -> None: ...
 
     async def abort(self, key: str, upload_id: str) -> None: ...
@@ -59,7 +63,7 @@ def streamed_metadata(meta: Mapping[str, str]) -> dict[str, str]:
 
 class PartStream:
     def __init__(self, store: ObjectStore, sse: SseCKey, key: str, metadata: Mapping[str, str],
-                 content: Content, part_size: int, concurrency: int, nursery: trio.Nursery,
+                 content: Content, part_size: int, nursery: trio.Nursery,
                  uploads: Uploads) -> None:
         self.store = store
         self.sse = sse
@@ -74,7 +78,7 @@ class PartStream:
         self.sent = 0  # parts [0, sent) were handed to a task (by index from 0)
         self._done: dict[int, tuple[ByteRange, Part]] = {}
         self._gen: dict[int, int] = {}  # bumped when a part's bytes change after sending
-        self._slots = trio.Semaphore(max(1, concurrency))
+        self._slots = uploads.part_slots
         self._idle = trio.Event()
         self._idle.set()
         self._running = 0
@@ -100,7 +104,7 @@ class PartStream:
             i = self.sent
             rng = ByteRange(i * self.part_size, (i + 1) * self.part_size)
             # back-pressure: the writer waits for a free slot, and only then reads the part
-            # (at most `concurrency` parts are copied out of the buffer at a time)
+            # (the mount's slots bound the parts read out of buffers at a time)
             await self._slots.acquire()
             try:
                 data = await read(rng)
@@ -144,7 +148,7 @@ class PartStream:
 
     # ------------------------------------------------------------ at close / fsync
     async def finish(self, key: str, size: int, metadata: Mapping[str, str],
-                     content: Content, read: Read, concurrency: int) -> Stored | None:
+                     content: Content, read: Read) -> Stored | None:
         """Complete the upload as the file's `size` bytes at `key`: the parts already sent
         and unchanged are kept, the others sent now. None: this stream does not fit the file
         any more (it is then aborted); the caller uploads the ordinary way."""
@@ -162,10 +166,8 @@ class PartStream:
                   for s in range(0, size, self.part_size)]
         parts: dict[int, Part] = {i: part for i, (rng, part) in self._done.items()
                                   if i < len(ranges) and ranges[i] == rng}
-        limiter = trio.CapacityLimiter(max(1, concurrency))
-
         async def send(i: int) -> None:
-            async with limiter:
+            async with self._slots:
                 parts[i] = await self.store.upload_part(key, upload_id, i + 1,
                                                         await read(ranges[i]), self.sse)
 

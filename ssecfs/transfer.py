@@ -14,6 +14,11 @@ RGW decrypts the source with the target's key (400) and SeaweedFS does not imple
 such copies and the unchanged ranges of a rewrite go through this process.
 
 A failed multipart upload is aborted before the error is raised: none is left behind.
+
+Memory: a part's bytes are read only once it holds one of the mount's `part_slots`
+(`upload_concurrency` of them, shared by every upload and `stream.PartStream` of the mount),
+and held until its request is answered; so however many files are uploaded at once, at most
+that many part bodies are in memory.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from dataclasses import dataclass
 
 import trio
 
+from .buffer import PAGE
 from .content import Content
 from .errors import ServerNotImplemented, SsecfsError, StoreError, one_error
 from .keys import KeyRing
@@ -61,6 +67,9 @@ class Transfers:
         self.sse = keys.writer  # everything stored is stored under the writing key
         self.part_size = part_size
         self.concurrency = concurrency
+        # part bodies in memory at a time, for the whole mount (a Semaphore, not a limiter:
+        # a streamed part is taken by the writer and given back by the task that sends it)
+        self.part_slots = trio.Semaphore(max(1, concurrency))
         self.caps = caps or ServerCaps()
         # multipart uploads whose abort failed (the server was away): aborted later
         self.unaborted: list[tuple[str, str]] = []
@@ -123,11 +132,18 @@ class Transfers:
         """Store `size` bytes at `key`. `read` gives the bytes; ranges in `clean` equal the
         object `source` in the bucket and may be copied server-side instead of sent."""
         if size <= self.part_size:
-            return await self.store.put(key, bytes(await read(ByteRange(0, size))), metadata,
-                                        content, self.sse)
+            if size <= PAGE:  # small: not worth a slot (and many small files may go at once)
+                return await self._put(key, size, metadata, content, read)
+            async with self.part_slots:
+                return await self._put(key, size, metadata, content, read)
         copyable = clean if (source is not None and self._part_copyable(source)) else ()
         plans = plan_parts(size, self.part_size, copyable)
         return await self._multipart(key, metadata, content, plans, read, source)
+
+    async def _put(self, key: str, size: int, metadata: Mapping[str, str], content: Content,
+                   read: Reader) -> Stored:
+        return await self.store.put(key, bytes(await read(ByteRange(0, size))), metadata,
+                                    content, self.sse)
 
     async def _multipart(self, key: str, metadata: Mapping[str, str], content: Content,
                          plans: Sequence[PartPlan], read: Reader,
@@ -137,10 +153,8 @@ class Transfers:
             await self.retry_aborts()  # the server answers again
         parts: list[Part] = []
         try:
-            limiter = trio.CapacityLimiter(self.concurrency)
-
             async def one(plan: PartPlan) -> None:
-                async with limiter:
+                async with self.part_slots:
                     parts.append(await self._part(key, upload_id, plan, read, source))
 
             with one_error():

@@ -1,13 +1,13 @@
 """Writer: the local content of dirty files and getting it into the bucket.
 
 Theory of operation: a file's unsaved content is a `FileBuffer` over the object it started
-from (`OpenFile.base`); pages beyond `write_buffer_memory` spill, encrypted, to the mount's
-`SpillFile`. `upload` stores a file under the key it has now: PutObject, or a multipart upload
-whose unchanged ranges of the same object are copied server-side. The object must be shown to
-be encrypted with the writing key: by the key MD5 the answer echoes (PutObject), else by a
-HEAD (multipart uploads, copies on servers that do not echo). Only then is the buffer
-dropped: a failed upload leaves the file dirty with all its data, for the next flush, fsync or
-unmount.
+from (`OpenFile.base`); pages beyond `write_buffer_memory` (all dirty files together) spill,
+encrypted, to the mount's `SpillFile`. `upload` stores a file under the key it has now:
+PutObject, or a multipart upload whose unchanged ranges of the same object are copied
+server-side. The object must be shown to be encrypted with the writing key: by the key MD5
+the answer echoes (PutObject), else by a HEAD (multipart uploads, copies on servers that do
+not echo). Only then is the buffer dropped: a failed upload leaves the file dirty with all
+its data, for the next flush, fsync or unmount.
 
 Rule: every method here runs under the file's `OpenFile.lock`, taken by the caller.
 """
@@ -21,7 +21,7 @@ import trio
 
 from . import paths
 from .attrs import content_for, meta_from_attr
-from .buffer import Fetch, FileBuffer
+from .buffer import Fetch, FileBuffer, MemoryPool
 from .errors import NotFound, SsecfsError, StoreError, TooBig
 from .handles import OpenFile
 from .keys import KeyRing
@@ -47,7 +47,7 @@ class Writer:
         self.ns = ns
         self.transfers = transfers
         self.spill = spill
-        self.memory_limit = memory_limit
+        self.memory = MemoryPool(memory_limit)  # every dirty file's pages, together
 
     def fetch_base(self, f: OpenFile) -> Fetch:
         """Reads of the object a buffer starts from (zeros where there is none)."""
@@ -62,7 +62,7 @@ class Writer:
     def _buffer(self, f: OpenFile) -> FileBuffer:
         if f.buffer is None:
             f.buffer = FileBuffer(f.base.size if f.base is not None else 0, self.spill,
-                                  self.memory_limit)
+                                  self.memory)
         return f.buffer
 
     async def write(self, f: OpenFile, offset: int, data: bytes, path: str | None = None) -> int:
@@ -85,8 +85,7 @@ class Writer:
             f.stream = PartStream(self.store, self.keys.writer, self.ns.key(path),
                                   meta_from_attr(f.attr),
                                   content_for(f.attr, paths.name_of(path)),
-                                  self.transfers.part_size, self.transfers.concurrency,
-                                  self.nursery, self.transfers)
+                                  self.transfers.part_size, self.nursery, self.transfers)
         if f.stream is not None and not f.stream.dead:
             fetch = self.fetch_base(f)
 
@@ -166,8 +165,7 @@ class Writer:
                 streamed = None
                 if f.stream is not None:
                     stream, f.stream = f.stream, None
-                    streamed = await stream.finish(key, size, meta, content, read,
-                                                   self.transfers.concurrency)
+                    streamed = await stream.finish(key, size, meta, content, read)
                     if streamed is None:  # it gave itself up
                         self._track(stream)
                 stored = streamed or await self.transfers.upload(

@@ -179,3 +179,64 @@ async def test_an_upload_whose_creation_answer_was_lost_is_aborted(
     assert core5.bucket() == {"big": data}
     assert orphan not in core5.store.uploads
     assert core5.store.uploads == {}
+
+
+
+async def write_at_once(core: Core, files: dict[str, bytes], after_write: list[int]) -> None:
+    """Create and write every file concurrently, 1 MiB at a time, then close each; the pages
+    the mount holds in memory are noted after each write."""
+    async def write(name: str, data: bytes) -> None:
+        fh = await core.create(name)
+        for i in range(0, len(data), MiB):
+            await core.fs.write(fh, i, data[i : i + MiB])
+            after_write.append(core.fs.writer.memory.pages)
+        await core.close(fh)
+
+    async with trio.open_nursery() as nursery:
+        core.fs.start(nursery)
+        async with trio.open_nursery() as writers:
+            for name, data in files.items():
+                writers.start_soon(write, name, data)
+        nursery.cancel_scope.cancel()
+    core.fs.close()
+
+
+async def test_files_written_at_once_share_the_mounts_part_slots(
+        tmp_path: Path, autojump_clock: Clock) -> None:
+    """However many files are written at once, at most `upload_concurrency` part bodies are
+    in flight in the whole mount (each one is held in memory until it is answered)."""
+    # pages stay in memory here: no spill thread, so the clock jumps only when all wait
+    core = make_core(tmp_path, part_size=5 * MiB, upload_concurrency=2,
+                     write_buffer_memory=128 * MiB)
+    sent = core.store.upload_part
+    in_flight, most = 0, 0
+
+    async def slow_part(*args: object, **kw: object) -> object:
+        nonlocal in_flight, most
+        in_flight += 1
+        most = max(most, in_flight)
+        try:
+            await trio.sleep(1)  # a slow server: every file's writer waits for a slot
+            return await sent(*args, **kw)  # type: ignore[arg-type]
+        finally:
+            in_flight -= 1
+
+    core.store.upload_part = slow_part  # type: ignore[method-assign]
+    files = {f"f{i}": os.urandom(16 * MiB + i) for i in range(4)}
+    await write_at_once(core, files, [])
+    assert core.bucket() == files
+    assert core.store.uploads == {}
+    assert most == 2  # 4 files of 4 parts each: per file, it would have been 8
+
+
+async def test_files_written_at_once_share_the_write_buffer_memory(
+        tmp_path: Path, autojump_clock: Clock) -> None:
+    """`write_buffer_memory` bounds the pages of all dirty files together: each file spills
+    its own oldest pages, so the mount holds at most that plus one page per file."""
+    core = make_core(tmp_path, part_size=5 * MiB, write_buffer_memory=4 * MiB)
+    files = {f"f{i}": os.urandom(12 * MiB + i) for i in range(4)}
+    pages: list[int] = []
+    await write_at_once(core, files, pages)
+    assert core.bucket() == files
+    assert core.store.uploads == {}
+    assert 4 <= max(pages) <= 4 + len(files)  # per file, it would have been 16

@@ -3,7 +3,7 @@ import random
 
 import pytest
 
-from ssecfs.buffer import PAGE, FileBuffer
+from ssecfs.buffer import PAGE, FileBuffer, MemoryPool
 from ssecfs.ranges import ByteRange
 from ssecfs.spill import SpillFile, remove_stale_spill_files
 
@@ -23,7 +23,7 @@ async def test_buffer_matches_a_bytearray_model(tmp_path):
     base = os.urandom(3 * PAGE + 123)
     remote = Remote(base)
     spill = SpillFile(str(tmp_path), PAGE)
-    buf = FileBuffer(len(base), spill, memory_limit=2 * PAGE)
+    buf = FileBuffer(len(base), spill, memory=2 * PAGE)
     model = bytearray(base)
     most_spilled = 0
     for _ in range(200):
@@ -57,7 +57,7 @@ async def test_buffer_matches_a_bytearray_model(tmp_path):
 async def test_clean_ranges_and_no_fetch_for_full_pages(tmp_path):
     base = bytes(10 * PAGE)
     remote = Remote(base)
-    buf = FileBuffer(len(base), SpillFile(str(tmp_path), PAGE), memory_limit=64 * PAGE)
+    buf = FileBuffer(len(base), SpillFile(str(tmp_path), PAGE), memory=64 * PAGE)
     await buf.write(2 * PAGE, b"x" * PAGE, remote)
     assert remote.fetched == 0
     assert buf.clean_ranges() == [ByteRange(0, 2 * PAGE), ByteRange(3 * PAGE, 10 * PAGE)]
@@ -65,9 +65,29 @@ async def test_clean_ranges_and_no_fetch_for_full_pages(tmp_path):
     assert remote.fetched == PAGE  # read-modify-write of one page only
 
 
+async def test_buffers_of_a_pool_share_its_limit(tmp_path):
+    spill = SpillFile(str(tmp_path), PAGE)
+    pool = MemoryPool(4 * PAGE)
+    a, b = FileBuffer(0, spill, pool), FileBuffer(0, spill, pool)
+    data_a, data_b = os.urandom(6 * PAGE), os.urandom(6 * PAGE)
+    await a.write(0, data_a, Remote(b""))
+    assert pool.pages == 4 and a.spilled_pages == 2
+    await b.write(0, data_b, Remote(b""))
+    # b spills its own pages: a keeps what it holds, b is over by one page at most
+    assert a.pages_in_memory == 4 and b.pages_in_memory == 1 and pool.pages == 5
+    assert await a.read(0, len(data_a), Remote(b"")) == data_a
+    assert await b.read(0, len(data_b), Remote(b"")) == data_b
+    a.close()
+    await b.write(6 * PAGE, data_a[: 3 * PAGE], Remote(b""))
+    assert pool.pages == 4  # a's share went back to the pool
+    del b  # a buffer dropped without close() gives its share back too
+    assert pool.pages == 0
+    spill.close()
+
+
 async def test_spill_file_holds_no_plaintext(tmp_path):
     spill = SpillFile(str(tmp_path), PAGE)
-    buf = FileBuffer(0, spill, memory_limit=PAGE)
+    buf = FileBuffer(0, spill, memory=PAGE)
     secret = b"TOP-SECRET-PLAINTEXT-" * 50000
     await buf.write(0, secret, Remote(b""))
     assert buf.spilled_pages > 0
@@ -140,7 +160,7 @@ class FullDisk:
 async def test_a_full_spill_disk_is_enospc_and_loses_nothing(tmp_path):
     from ssecfs.errors import LocalDiskError
     spill = SpillFile(str(tmp_path / "gone"), PAGE)
-    buf = FileBuffer(0, spill, memory_limit=PAGE)
+    buf = FileBuffer(0, spill, memory=PAGE)
     first = os.urandom(PAGE)
     await buf.write(0, first, Remote(b""))
     (tmp_path / "gone").mkdir()
@@ -156,7 +176,7 @@ async def test_a_full_spill_disk_is_enospc_and_loses_nothing(tmp_path):
 
 
 async def test_a_page_stays_in_memory_when_it_cannot_be_spilled():
-    buf = FileBuffer(0, FullDisk(), memory_limit=PAGE)
+    buf = FileBuffer(0, FullDisk(), memory=PAGE)
     first = os.urandom(PAGE)
     await buf.write(0, first, Remote(b""))
     with pytest.raises(OSError):
@@ -184,7 +204,7 @@ class DiskWithRoomFor:
 
 
 async def test_a_write_that_fills_the_spill_disk_is_short_then_fails():
-    buf = FileBuffer(0, DiskWithRoomFor(2), memory_limit=PAGE)
+    buf = FileBuffer(0, DiskWithRoomFor(2), memory=PAGE)
     data = os.urandom(5 * PAGE)
     written = await buf.write(0, data, Remote(b""))
     assert written == 3 * PAGE  # one page in memory, two spilled: the rest did not fit
@@ -199,7 +219,7 @@ async def test_pieces_are_views_of_full_pages_that_writes_may_go_on_changing(tmp
     """A part is sent as views of the buffer's pages (no joined copy); holding them must
     not stop later writes, even ones that grow a short page."""
     spill = SpillFile(str(tmp_path), PAGE)
-    buf = FileBuffer(0, spill, memory_limit=3 * PAGE)
+    buf = FileBuffer(0, spill, memory=3 * PAGE)
     data = os.urandom(3 * PAGE)
     await buf.write(0, data, Remote(b""))
     await buf.write(4 * PAGE, b"short", Remote(b""))  # page 4 is short, page 3 zeros
