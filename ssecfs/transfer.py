@@ -18,7 +18,8 @@ A failed multipart upload is aborted before the error is raised: none is left be
 Memory: a part's bytes are read only once it holds one of the mount's `part_slots`
 (`upload_concurrency` of them, shared by every upload and `stream.PartStream` of the mount),
 and held until its request is answered; so however many files are uploaded at once, at most
-that many part bodies are in memory.
+that many part bodies are in memory. Server-side part copies hold no bytes and take no slot
+(each upload still sends at most `upload_concurrency` requests at a time).
 """
 
 from __future__ import annotations
@@ -153,8 +154,10 @@ class Transfers:
             await self.retry_aborts()  # the server answers again
         parts: list[Part] = []
         try:
+            limiter = trio.CapacityLimiter(self.concurrency)  # server-side copies too
+
             async def one(plan: PartPlan) -> None:
-                async with self.part_slots:
+                async with limiter:
                     parts.append(await self._part(key, upload_id, plan, read, source))
 
             with one_error():
@@ -188,8 +191,9 @@ class Transfers:
                     self.keys.for_md5(source.key_md5))
             except ServerNotImplemented:
                 self.caps.refuse("part_copy")
-        return await self.store.upload_part(key, upload_id, plan.number, await read(plan.rng),
-                                            self.sse)
+        async with self.part_slots:  # the bytes pass through here: a slot of the mount's
+            return await self.store.upload_part(key, upload_id, plan.number,
+                                                await read(plan.rng), self.sse)
 
     async def copy(self, source: ObjectInfo, target: str, metadata: Mapping[str, str],
                    content: Content) -> Stored:
