@@ -6,6 +6,12 @@ The slot number is the associated data, so a page cannot be swapped into another
 unnoticed. One file per mount, named spill-<pid>-<random>.bin, mode 0600; files left by dead
 processes are removed at start, ours at exit.
 
+Records are written and read with O_DIRECT where the filesystem allows it (tmpfs may not):
+the disk takes each record straight out of an aligned buffer of ours, instead of the kernel
+copying it into the page cache first — on a 2-core machine that copy cost more CPU than the
+encryption (0.38 against 0.05 s for 480 MiB, measured), and a big file's spill would also
+push other files out of the page cache. Each record is padded to a multiple of `ALIGN`.
+
 The AES-GCM work and the pread/pwrite run in worker threads (as s3ql does with its crypto), so
 a big write does not stall every other request of the mount; slot bookkeeping stays on the
 trio thread. A record is only reported stored once pwrite wrote all of it: a short write is
@@ -16,9 +22,12 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import logging
+import mmap
 import os
 import secrets
+import threading
 
 import trio
 from cryptography.exceptions import InvalidTag
@@ -30,15 +39,21 @@ log = logging.getLogger(__name__)
 
 NONCE = 12
 TAG = 16
+HEAD = NONCE + 8  # the nonce, then the plaintext length
+ALIGN = 4096  # what O_DIRECT needs of offsets, lengths and buffers
 
 
 class SpillFile:
     def __init__(self, directory: str, slot_size: int) -> None:
         self.directory = directory
         self.slot_size = slot_size  # largest plaintext page
-        self._record = NONCE + slot_size + TAG + 8  # + 8: the plaintext length
+        self._record = -(-(HEAD + slot_size + TAG) // ALIGN) * ALIGN
         self._aead = AESGCM(AESGCM.generate_key(bit_length=256))
         self._fd: int | None = None
+        self._direct = False
+        # page-aligned record buffers for O_DIRECT, reused (a fresh one costs page faults)
+        self._buffers: list[mmap.mmap] = []
+        self._buffers_lock = threading.Lock()
         self.path: str | None = None
         self._free: list[int] = []
         self._slots = 0
@@ -51,8 +66,14 @@ class SpillFile:
             os.makedirs(self.directory, mode=0o700, exist_ok=True)
             self.path = os.path.join(self.directory,
                                      f"spill-{os.getpid()}-{secrets.token_hex(4)}.bin")
-            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
-                               0o600)
+            flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+            try:
+                self._fd = os.open(self.path, flags | os.O_DIRECT, 0o600)
+                self._direct = True
+            except OSError as exc:
+                if exc.errno != errno.EINVAL:  # EINVAL: this filesystem has no O_DIRECT
+                    raise
+                self._fd = os.open(self.path, flags, 0o600)
         return self._fd
 
     async def store(self, data: bytes | bytearray) -> int:
@@ -83,14 +104,52 @@ class SpillFile:
                               exc.errno or errno.EIO)
 
     def _seal(self, fd: int, slot: int, data: bytes) -> None:
-        """Runs in a worker thread: touches only its arguments and the AEAD object."""
+        """Runs in a worker thread: touches only its arguments, the AEAD object and the
+        buffer list (under its lock)."""
         nonce = os.urandom(NONCE)
         sealed = self._aead.encrypt(nonce, data, slot.to_bytes(8, "big"))
         head = nonce + len(data).to_bytes(8, "big")
+        if self._direct:
+            try:
+                self._write_direct(fd, slot, head, sealed)
+                return
+            except OSError as exc:
+                if exc.errno != errno.EINVAL:
+                    raise
+                # opened with O_DIRECT, but its writes refused: through the page cache
+                log.debug("the spill file refuses O_DIRECT writes; writing it buffered")
+                fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_DIRECT)
+                self._direct = False
+        want = len(head) + len(sealed)
         written = os.pwritev(fd, [head, sealed], slot * self._record)  # no joined copy
-        if written != len(head) + len(sealed):
+        if written != want:
             raise OSError(errno.ENOSPC, f"short write to the spill file ({written} of "
-                          f"{len(head) + len(sealed)} bytes)")
+                          f"{want} bytes)")
+
+    def _write_direct(self, fd: int, slot: int, head: bytes, sealed: bytes) -> None:
+        buf = self._take()
+        try:
+            with memoryview(buf) as view:
+                view[:HEAD] = head
+                view[HEAD : HEAD + len(sealed)] = sealed
+                want = -(-(HEAD + len(sealed)) // ALIGN) * ALIGN
+                with view[:want] as record:
+                    written = os.pwrite(fd, record, slot * self._record)
+        finally:
+            self._give(buf)
+        if written != want:
+            raise OSError(errno.ENOSPC, f"short write to the spill file ({written} of "
+                          f"{want} bytes)")
+
+    def _take(self) -> mmap.mmap:
+        with self._buffers_lock:
+            if self._buffers:
+                return self._buffers.pop()
+        return mmap.mmap(-1, self._record)  # anonymous: page-aligned
+
+    def _give(self, buf: mmap.mmap) -> None:
+        with self._buffers_lock:
+            self._buffers.append(buf)
 
     def _next_slot(self) -> int:
         self._slots += 1
@@ -109,15 +168,32 @@ class SpillFile:
 
     def _unseal(self, fd: int, slot: int) -> bytearray:
         """Runs in a worker thread."""
-        head = os.pread(fd, NONCE + 8, slot * self._record)
-        nonce, length = head[:NONCE], int.from_bytes(head[NONCE:], "big")
-        sealed = os.pread(fd, length + TAG, slot * self._record + NONCE + 8)
-        return bytearray(self._aead.decrypt(nonce, sealed, slot.to_bytes(8, "big")))
+        if not self._direct:
+            head = os.pread(fd, HEAD, slot * self._record)
+            nonce, length = head[:NONCE], int.from_bytes(head[NONCE:], "big")
+            sealed = os.pread(fd, length + TAG, slot * self._record + HEAD)
+            return bytearray(self._aead.decrypt(nonce, sealed, slot.to_bytes(8, "big")))
+        buf = self._take()
+        try:
+            with memoryview(buf) as view:
+                got = os.preadv(fd, [view], slot * self._record)
+                nonce, length = bytes(view[:NONCE]), int.from_bytes(view[NONCE:HEAD], "big")
+                if length > self.slot_size or got < HEAD + length + TAG:
+                    raise InvalidTag  # a record cut or changed on disk
+                with view[HEAD : HEAD + length + TAG] as record:
+                    return bytearray(self._aead.decrypt(nonce, record,
+                                                        slot.to_bytes(8, "big")))
+        finally:
+            self._give(buf)
 
     def free(self, slot: int) -> None:
         self._free.append(slot)
 
     def close(self) -> None:
+        with self._buffers_lock:
+            for buf in self._buffers:
+                buf.close()
+            self._buffers.clear()
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None

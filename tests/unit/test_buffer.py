@@ -116,6 +116,61 @@ async def test_spill_detects_tampering(tmp_path):
     spill.close()
 
 
+async def test_spill_works_where_the_filesystem_refuses_o_direct(tmp_path, monkeypatch):
+    # tmpfs and some others answer O_DIRECT with EINVAL: the spill file is then written
+    # through the page cache, and reads back the same
+    real_open = os.open
+
+    def no_direct(path, flags, *args):
+        if flags & os.O_DIRECT:
+            raise OSError(22, "Invalid argument")
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(os, "open", no_direct)
+    spill = SpillFile(str(tmp_path), PAGE)
+    pages = [os.urandom(PAGE), os.urandom(PAGE // 3)]
+    slots = [await spill.store(p) for p in pages]
+    assert not spill._direct
+    assert [await spill.load(s) for s in slots] == pages
+    assert b"".join(pages)[:4096] not in open(spill.path, "rb").read()
+    spill.close()
+
+
+async def test_spill_works_where_o_direct_writes_are_refused(tmp_path, monkeypatch):
+    # a filesystem that opens with O_DIRECT but refuses its writes: buffered from then on
+    spill = SpillFile(str(tmp_path), PAGE)
+    first = os.urandom(PAGE)
+    first_slot = await spill.store(first)
+    if not spill._direct:
+        pytest.skip(f"{tmp_path} has no O_DIRECT")
+    real_pwrite = os.pwrite
+
+    def refuse(fd, data, offset):
+        raise OSError(22, "Invalid argument")
+
+    monkeypatch.setattr(os, "pwrite", refuse)
+    page = os.urandom(PAGE)
+    slot = await spill.store(page)
+    monkeypatch.setattr(os, "pwrite", real_pwrite)
+    assert not spill._direct
+    assert await spill.load(slot) == page
+    assert await spill.load(first_slot) == first  # written direct, read buffered
+    spill.close()
+
+
+async def test_spill_records_are_aligned_for_o_direct(tmp_path):
+    spill = SpillFile(str(tmp_path), PAGE)
+    assert spill._record % 4096 == 0 and spill._record >= PAGE + 36
+    pages = [os.urandom(n) for n in (PAGE, 1, 4096, PAGE - 5)]
+    slots = [await spill.store(p) for p in pages]
+    assert [await spill.load(s) for s in slots] == pages
+    spill.free(slots[1])
+    again = os.urandom(777)
+    assert await spill.store(again) == slots[1]  # a freed slot is used again
+    assert await spill.load(slots[1]) == again
+    spill.close()
+
+
 def test_stale_spill_files_are_removed(tmp_path):
     (tmp_path / "spill-999999999-abcd.bin").write_bytes(b"old")
     (tmp_path / f"spill-{os.getpid()}-abcd.bin").write_bytes(b"ours")
