@@ -41,6 +41,7 @@ NONCE = 12
 TAG = 16
 HEAD = NONCE + 8  # the nonce, then the plaintext length
 ALIGN = 4096  # what O_DIRECT needs of offsets, lengths and buffers
+KEPT_BUFFERS = 4  # aligned record buffers kept for reuse (more spill at once: made and freed)
 
 
 class SpillFile:
@@ -149,7 +150,10 @@ class SpillFile:
 
     def _give(self, buf: mmap.mmap) -> None:
         with self._buffers_lock:
-            self._buffers.append(buf)
+            if len(self._buffers) < KEPT_BUFFERS:
+                self._buffers.append(buf)
+                return
+        buf.close()
 
     def _next_slot(self) -> int:
         self._slots += 1

@@ -171,6 +171,31 @@ async def test_spill_records_are_aligned_for_o_direct(tmp_path):
     spill.close()
 
 
+async def test_spill_pages_stored_and_loaded_at_once_stay_apart(tmp_path):
+    # each worker thread seals into its own aligned buffer: more at once than are kept
+    import trio
+    spill = SpillFile(str(tmp_path), PAGE)
+    pages = [os.urandom(PAGE - i) for i in range(12)]
+    slots: dict[int, int] = {}
+    loaded: dict[int, bytes] = {}
+
+    async def put(i):
+        slots[i] = await spill.store(pages[i])
+
+    async def get(i):
+        loaded[i] = bytes(await spill.load(slots[i]))
+
+    async with trio.open_nursery() as n:
+        for i in range(len(pages)):
+            n.start_soon(put, i)
+    async with trio.open_nursery() as n:
+        for i in range(len(pages)):
+            n.start_soon(get, i)
+    assert [loaded[i] for i in range(len(pages))] == pages
+    assert len(spill._buffers) <= 4
+    spill.close()
+
+
 def test_stale_spill_files_are_removed(tmp_path):
     (tmp_path / "spill-999999999-abcd.bin").write_bytes(b"old")
     (tmp_path / f"spill-{os.getpid()}-abcd.bin").write_bytes(b"ours")
