@@ -67,14 +67,16 @@ class SpillFile:
             os.makedirs(self.directory, mode=0o700, exist_ok=True)
             self.path = os.path.join(self.directory,
                                      f"spill-{os.getpid()}-{secrets.token_hex(4)}.bin")
-            flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
+                               0o600)
+            # O_DIRECT set afterwards: an open with it creates the file before it is refused
             try:
-                self._fd = os.open(self.path, flags | os.O_DIRECT, 0o600)
+                fcntl.fcntl(self._fd, fcntl.F_SETFL,
+                            fcntl.fcntl(self._fd, fcntl.F_GETFL) | os.O_DIRECT)
                 self._direct = True
-            except OSError as exc:
-                if exc.errno != errno.EINVAL:  # EINVAL: this filesystem has no O_DIRECT
-                    raise
-                self._fd = os.open(self.path, flags, 0o600)
+            except OSError as exc:  # EINVAL: this filesystem has no O_DIRECT
+                log.debug("the spill file is written through the page cache: %s",
+                          exc.strerror or exc)
         return self._fd
 
     async def store(self, data: bytes | bytearray) -> int:

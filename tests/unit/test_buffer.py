@@ -117,16 +117,17 @@ async def test_spill_detects_tampering(tmp_path):
 
 
 async def test_spill_works_where_the_filesystem_refuses_o_direct(tmp_path, monkeypatch):
-    # tmpfs and some others answer O_DIRECT with EINVAL: the spill file is then written
-    # through the page cache, and reads back the same
-    real_open = os.open
+    # tmpfs (before Linux 6.6) and some others answer O_DIRECT with EINVAL: the spill file
+    # is then written through the page cache, and reads back the same
+    import fcntl
+    real_fcntl = fcntl.fcntl
 
-    def no_direct(path, flags, *args):
-        if flags & os.O_DIRECT:
+    def no_direct(fd, cmd, *args):
+        if cmd == fcntl.F_SETFL and args and args[0] & os.O_DIRECT:
             raise OSError(22, "Invalid argument")
-        return real_open(path, flags, *args)
+        return real_fcntl(fd, cmd, *args)
 
-    monkeypatch.setattr(os, "open", no_direct)
+    monkeypatch.setattr(fcntl, "fcntl", no_direct)
     spill = SpillFile(str(tmp_path), PAGE)
     pages = [os.urandom(PAGE), os.urandom(PAGE // 3)]
     slots = [await spill.store(p) for p in pages]
