@@ -44,11 +44,16 @@ ALIGN = 4096  # what O_DIRECT needs of offsets, lengths and buffers
 KEPT_BUFFERS = 4  # aligned record buffers kept for reuse (more spill at once: made and freed)
 
 
+def _padded(n: int) -> int:
+    """`n` rounded up to a multiple of `ALIGN`."""
+    return -(-n // ALIGN) * ALIGN
+
+
 class SpillFile:
     def __init__(self, directory: str, slot_size: int) -> None:
         self.directory = directory
         self.slot_size = slot_size  # largest plaintext page
-        self._record = -(-(HEAD + slot_size + TAG) // ALIGN) * ALIGN
+        self._record = _padded(HEAD + slot_size + TAG)
         self._aead = AESGCM(AESGCM.generate_key(bit_length=256))
         self._fd: int | None = None
         self._direct = False
@@ -112,37 +117,38 @@ class SpillFile:
         nonce = os.urandom(NONCE)
         sealed = self._aead.encrypt(nonce, data, slot.to_bytes(8, "big"))
         head = nonce + len(data).to_bytes(8, "big")
-        if self._direct:
+        written = want = 0
+        direct = self._direct  # read once: another thread may turn it off meanwhile
+        if direct:
+            want = _padded(len(head) + len(sealed))
             try:
-                self._write_direct(fd, slot, head, sealed)
-                return
+                written = self._write_direct(fd, slot, head, sealed, want)
             except OSError as exc:
                 if exc.errno != errno.EINVAL:
                     raise
                 # opened with O_DIRECT, but its writes refused: through the page cache
                 log.debug("the spill file refuses O_DIRECT writes; writing it buffered")
                 fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_DIRECT)
-                self._direct = False
-        want = len(head) + len(sealed)
-        written = os.pwritev(fd, [head, sealed], slot * self._record)  # no joined copy
+                self._direct = direct = False
+        if not direct:
+            want = len(head) + len(sealed)
+            written = os.pwritev(fd, [head, sealed], slot * self._record)  # no joined copy
         if written != want:
             raise OSError(errno.ENOSPC, f"short write to the spill file ({written} of "
                           f"{want} bytes)")
 
-    def _write_direct(self, fd: int, slot: int, head: bytes, sealed: bytes) -> None:
+    def _write_direct(self, fd: int, slot: int, head: bytes, sealed: bytes,
+                      length: int) -> int:
+        """The record written whole (`length` bytes, padded) from an aligned buffer."""
         buf = self._take()
         try:
             with memoryview(buf) as view:
                 view[:HEAD] = head
                 view[HEAD : HEAD + len(sealed)] = sealed
-                want = -(-(HEAD + len(sealed)) // ALIGN) * ALIGN
-                with view[:want] as record:
-                    written = os.pwrite(fd, record, slot * self._record)
+                with view[:length] as record:
+                    return os.pwrite(fd, record, slot * self._record)
         finally:
             self._give(buf)
-        if written != want:
-            raise OSError(errno.ENOSPC, f"short write to the spill file ({written} of "
-                          f"{want} bytes)")
 
     def _take(self) -> mmap.mmap:
         with self._buffers_lock:
